@@ -1,0 +1,236 @@
+"""The Python API. Every CLI verb is one call here.
+
+import edgekd
+result = edgekd.compile("model.yaml", target="x86-cpu")
+result.artifacts["onnx_int8"], result.metrics["teacher"]["test_accuracy"], result.report_path
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgekd._version import __version__
+from edgekd.artifacts import sha256_file
+from edgekd.config import ModelConfig, TargetConfig, load_model_config
+from edgekd.data import load_data
+from edgekd.errors import PipelineError
+from edgekd.models import build, check_input, load_weights
+from edgekd.pipeline import Cache, Context, Pass, PassManager, RunLock, check_order
+from edgekd.progress import EventLog, console
+from edgekd.registry import get_pass
+from edgekd.targets import list_targets, load_target
+
+
+@dataclass
+class CompileResult:
+    """What a compile produced: the run folder, its artifacts (name -> path), metrics and the report."""
+
+    run_dir: Path
+    artifacts: dict[str, Path]
+    metrics: dict[str, Any]
+    report_path: Path | None
+    result_path: Path | None
+    manifest_path: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The parsed ``result.json``."""
+        return json.loads(self.result_path.read_text()) if self.result_path else {}
+
+
+def _initial_key(cfg: ModelConfig, target: TargetConfig) -> str:
+    inputs: dict[str, Any] = {
+        "config": cfg.fingerprint(),
+        "target": target.model_dump(mode="json"),
+        "version": __version__,
+    }
+    for spec, key in ((cfg.teacher, "teacher"), (cfg.student, "student")):
+        if spec is not None and spec.checkpoint is not None:
+            inputs[f"{key}_sha256"] = sha256_file(cfg.resolve(spec.checkpoint))
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _plan(cfg: ModelConfig) -> list[Pass]:
+    from edgekd.passes.baseline import Baseline
+
+    plan: list[Pass] = [Baseline(Pass.Config())]
+    named = []
+    for entry in cfg.passes:
+        cls = get_pass(entry.name)
+        assert cls is not None  # config validation checked the names
+        named.append((entry.name, cls))
+        plan.append(cls(entry.config))
+    if not any(n == "report" for n, _ in named):
+        report = get_pass("report")
+        assert report is not None
+        named.append(("report", report))
+        plan.append(report(report.Config()))
+    initial = {"teacher", "data"} | ({"student"} if cfg.student else set())
+    check_order(named, initial)
+    return plan
+
+
+def _run_dir(out: Path, cfg: ModelConfig, resume: bool | str | Path | None) -> Path:
+    if resume not in (None, False):
+        if resume is True:
+            prefix = re.sub(r"[^A-Za-z0-9_.-]", "-", cfg.name) + "-"
+            runs = sorted((d for d in out.glob(prefix + "*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
+            if not runs:
+                raise PipelineError(f"--resume: no earlier run of {cfg.name!r} in {out}", fix="run without --resume")
+            return runs[-1]
+        run = Path(resume)  # type: ignore[arg-type]
+        if not (run / "manifest.json").is_file() and not (run / "events.jsonl").is_file():
+            raise PipelineError(f"--resume {run}: not an edgekd run folder", fix="give a folder under your --out")
+        return run
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = out / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{stamp}"
+    run, n = base, 1
+    while True:
+        try:
+            run.mkdir(parents=True)
+            return run
+        except FileExistsError:  # two compiles in the same second get distinct folders
+            n += 1
+            run = base.with_name(f"{base.name}-{n}")
+
+
+def compile(
+    config: str | Path | ModelConfig,
+    target: str | Path | TargetConfig = "x86-cpu",
+    out: str | Path = "runs",
+    resume: bool | str | Path | None = None,
+    use_cache: bool = True,
+    quiet: bool = False,
+) -> CompileResult:
+    """Validate everything, then run the passes of ``config`` for ``target`` into ``out/<run-id>/``.
+
+    ``resume=True`` continues the latest run of this config (or give its folder); finished passes
+    are restored from ``out/.cache`` after their files' sha256 are verified. ``use_cache=False``
+    recomputes every pass (results are still cached for a later ``resume``).
+    """
+    cfg = config if isinstance(config, ModelConfig) else load_model_config(config)
+    tgt = target if isinstance(target, TargetConfig) else load_target(target)
+    plan = _plan(cfg)
+    out = Path(out)
+    # fail on bad models and data before any run folder exists
+    teacher = build(cfg.teacher, "teacher")
+    if cfg.teacher.checkpoint is not None:
+        load_weights(teacher, cfg.resolve(cfg.teacher.checkpoint), "teacher")
+    else:
+        console.print("[yellow]warning:[/] teacher.checkpoint not set: the teacher is randomly initialised")
+    check_input(teacher, cfg.data.input_shape, cfg.data.num_classes, "teacher")
+    student = None
+    if cfg.student is not None:
+        torch.manual_seed(cfg.seed)  # the student's random initialisation is part of what the seed fixes
+        student = build(cfg.student, "student")
+        if cfg.student.checkpoint is not None:
+            load_weights(student, cfg.resolve(cfg.student.checkpoint), "student")
+        check_input(student, cfg.data.input_shape, cfg.data.num_classes, "student")
+    data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
+
+    run_dir = _run_dir(out, cfg, resume)
+    with RunLock(run_dir):
+        events = EventLog(run_dir / "events.jsonl")
+        events.emit(
+            "compile_start",
+            version=__version__,
+            config=str(cfg.source_file),
+            target=tgt.name,
+            resume=bool(resume),
+            use_cache=use_cache,
+        )
+        if not quiet:
+            console.print(f"edgekd {__version__}: {cfg.name} → {tgt.name}, run folder {run_dir}")
+        ctx = Context(
+            config=cfg,
+            target=tgt,
+            run_dir=run_dir,
+            data=data,
+            teacher=teacher,
+            student=student,
+            student_spec=cfg.student,
+            events=events,
+            quiet=quiet,
+            capabilities={"teacher", "data"} | ({"student"} if student is not None else set()),
+        )
+        manager = PassManager(plan, Cache(out / ".cache", read=use_cache), _initial_key(cfg, tgt))
+        try:
+            manager.run(ctx)
+        except BaseException as exc:
+            events.emit("compile_failed", error=str(exc), type=type(exc).__name__)
+            raise
+        events.emit("compile_end", artifacts=sorted(ctx.artifacts))
+    arts = {n: run_dir / a.path for n, a in ctx.artifacts.items()}
+    return CompileResult(
+        run_dir=run_dir,
+        artifacts=arts,
+        metrics=ctx.metrics,
+        report_path=arts.get("report_md"),
+        result_path=arts.get("result_json"),
+        manifest_path=run_dir / "manifest.json",
+        notes=ctx.notes,
+    )
+
+
+def targets() -> list[TargetConfig]:
+    """Every target profile edgekd can find (see ``edgekd.targets.search_dirs``)."""
+    return list_targets()
+
+
+def profile(
+    model: str | Path, target: str | Path | TargetConfig = "x86-cpu", runs: int | None = None, warmup: int | None = None
+) -> list[Any]:
+    """Latency of an exported model file on ``target`` (ONNX Runtime on this host)."""
+    from edgekd.errors import ProfilingError
+    from edgekd.profiling.latency import measure
+
+    tgt = target if isinstance(target, TargetConfig) else load_target(target)
+    path = Path(model)
+    if not path.is_file():
+        raise ProfilingError(
+            f"{path}: file not found", fix="give the path of an exported model, e.g. runs/<id>/student.onnx"
+        )
+    if path.suffix != ".onnx":
+        raise ProfilingError(
+            f"{path}: only .onnx files can be profiled by this edgekd version",
+            fix="export to ONNX (the lower pass writes student.onnx)",
+        )
+    p = tgt.profile
+    return measure(
+        [path],
+        threads=tgt.runtime.threads,
+        warmup=p.warmup if warmup is None else warmup,
+        runs=runs or p.runs,
+        rounds=p.rounds,
+        batch=p.batch,
+    )
+
+
+def report(run_dir: str | Path) -> Path:
+    """Re-render ``report.md`` of a finished run from its ``result.json``."""
+    from edgekd.artifacts import atomic_write_bytes
+    from edgekd.errors import ConfigError
+    from edgekd.report.markdown import render_markdown
+
+    run = Path(run_dir)
+    result_file = run / "result.json"
+    if not result_file.is_file():
+        raise ConfigError(
+            f"{run}: no result.json", fix="give a finished run folder (its report pass wrote result.json)"
+        )
+    try:
+        result = json.loads(result_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{result_file}: not valid JSON ({exc})", fix="re-run the compile with --resume") from exc
+    path = run / "report.md"
+    atomic_write_bytes(path, render_markdown(result).encode())
+    return path

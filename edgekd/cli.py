@@ -1,0 +1,147 @@
+"""``edgekd`` command line: a thin shell over :mod:`edgekd.api`.
+
+User errors (:class:`edgekd.errors.EdgekdError`) print as ``error: ...`` without a traceback and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgekd._version import __version__
+from edgekd.errors import EdgekdError
+
+
+def _cmd_compile(a: argparse.Namespace) -> int:
+    from edgekd import api
+
+    resume: bool | str | None = None
+    if a.resume is not None:
+        resume = True if a.resume == "latest" else a.resume
+    res = api.compile(a.config, target=a.target, out=a.out, resume=resume, use_cache=not a.no_cache, quiet=a.quiet)
+    if a.json:
+        print(json.dumps(res.result, indent=2))
+    else:
+        print(f"run folder: {res.run_dir}")
+        for name, path in res.artifacts.items():
+            print(f"  {name:12s} {path}")
+        if res.report_path:
+            print(f"report: {res.report_path}")
+    failed = [k for k, c in res.result.get("constraints", {}).items() if not c["met"]]
+    if failed:
+        print(f"constraints not met: {', '.join(failed)} (see the report)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _cmd_targets(a: argparse.Namespace) -> int:
+    from edgekd import api
+
+    ts = api.targets()
+    if a.json:
+        print(json.dumps([t.model_dump(mode="json") for t in ts], indent=2))
+        return 0
+    for t in ts:
+        alias = f" (aliases: {', '.join(t.aliases)})" if t.aliases else ""
+        print(
+            f"{t.name}{alias}\n    {t.description}\n    backends {', '.join(t.backends)}; precisions "
+            f"{', '.join(t.precisions)}; device {t.device.kind}; file {t.source_file}"
+        )
+    return 0
+
+
+def _cmd_profile(a: argparse.Namespace) -> int:
+    from edgekd import api
+
+    (s,) = api.profile(a.model, target=a.target, runs=a.runs, warmup=a.warmup)
+    d = s.to_dict()
+    if a.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    print(f"{a.model}: {d.get('where', '')}")
+    for k in ("p50", "p90", "p99", "mean", "std", "min", "max"):
+        print(f"  {k:5s} {d[k + '_ms']:9.3f} ms")
+    print(
+        f"  throughput {d['throughput']:.1f} inferences/s, init {d['init_ms']:.1f} ms, "
+        f"model {d['model_bytes'] / 1024:.1f} KB, peak RSS {d['peak_rss_mb']:.0f} MB, threads {d['threads']}"
+    )
+    return 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from edgekd import api
+
+    print(api.report(a.run))
+    return 0
+
+
+def _cmd_init(a: argparse.Namespace) -> int:
+    from edgekd.starter import write_starter
+
+    path = write_starter(a.path, force=a.force)
+    print(f"wrote {path}; edit teacher.checkpoint, then: edgekd compile {path} --target x86-cpu")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgekd", description="Compress a PyTorch teacher into a fast student for an edge target."
+    )
+    p.add_argument("--version", action="version", version=f"edgekd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="run the passes of model.yaml for a target")
+    c.add_argument("config", help="model.yaml")
+    c.add_argument("--target", default="x86-cpu", help="target name, alias or YAML path (see `edgekd targets`)")
+    c.add_argument("--out", default="runs", help="folder for run folders and the pass cache (default: runs)")
+    c.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the latest run of this config, or RUN_DIR; finished passes are not re-run",
+    )
+    c.add_argument("--no-cache", action="store_true", help="re-run every pass even when a cached result exists")
+    c.add_argument("--json", action="store_true", help="print result.json instead of a summary")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    c.set_defaults(func=_cmd_compile)
+
+    t = sub.add_parser("targets", help="list the target profiles")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=_cmd_targets)
+
+    pr = sub.add_parser("profile", help="latency of an exported model on a target")
+    pr.add_argument("model", help="an .onnx file")
+    pr.add_argument("--target", default="x86-cpu")
+    pr.add_argument("--runs", type=int, default=None)
+    pr.add_argument("--warmup", type=int, default=None)
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=_cmd_profile)
+
+    r = sub.add_parser("report", help="re-render report.md of a finished run")
+    r.add_argument("run", help="runs/<run-id>")
+    r.set_defaults(func=_cmd_report)
+
+    i = sub.add_parser("init", help="write a commented starter model.yaml")
+    i.add_argument("path", nargs="?", default="model.yaml")
+    i.add_argument("--force", action="store_true")
+    i.set_defaults(func=_cmd_init)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EdgekdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished passes are cached: re-run with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""Schemas of ``model.yaml`` and ``targets/*.yaml``, and loaders that validate a whole file at once.
+
+Every problem is reported with its YAML path and a fix, e.g.
+``passes[1].quantize.precision: 'int4' is not one of int8, fp16, fp32``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgekd.errors import ConfigError
+
+
+class Strict(BaseModel):
+    """Base of every config block: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --------------------------------------------------------------------------- model.yaml
+
+
+class ModelSpec(Strict):
+    """An architecture from the zoo (``arch`` + ``params``), optionally with trained weights."""
+
+    arch: str = Field(description="zoo architecture name, e.g. resnet")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
+    checkpoint: Path | None = Field(default=None, description="state_dict file, relative to model.yaml")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        from edgekd import zoo
+
+        if v not in zoo.names():
+            raise ValueError(
+                f"unknown architecture {v!r}{_did_you_mean(v, zoo.names())}; known: {', '.join(zoo.names())}"
+            )
+        return v
+
+
+class Normalize(Strict):
+    mean: list[float]
+    std: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Normalize:
+        if len(self.mean) != len(self.std):
+            raise ValueError("mean and std must have one value per channel each")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be > 0")
+        return self
+
+
+DataSource = Literal["fashion-mnist", "npz", "image-folder", "callable"]
+
+
+class DataConfig(Strict):
+    """Where the training/test images come from and how they are normalised."""
+
+    source: DataSource = "fashion-mnist"
+    path: Path | None = Field(default=None, description="folder or file of the source, relative to model.yaml")
+    callable: str | None = Field(default=None, description="'module:function' returning the arrays (source: callable)")
+    subset: bool = Field(
+        default=False, description="fashion-mnist: use the bundled subset even when the full set exists"
+    )
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = Field(default=10, ge=2)
+    normalize: Normalize | None = None
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    train_limit: int | None = Field(default=None, ge=1)
+    test_limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> DataConfig:
+        if self.source == "callable" and not self.callable:
+            raise ValueError("source 'callable' needs callable: 'package.module:function'")
+        if self.callable and ":" not in self.callable:
+            raise ValueError(f"callable {self.callable!r} must look like 'package.module:function'")
+        if self.source in ("npz", "image-folder") and self.path is None:
+            raise ValueError(f"source {self.source!r} needs path: (the {'file' if self.source == 'npz' else 'folder'})")
+        return self
+
+
+class CalibrationConfig(Strict):
+    """Samples used to calibrate INT8 ranges (taken from the training split, never the test split)."""
+
+    samples: int = Field(default=256, ge=1)
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+
+class Constraints(Strict):
+    max_accuracy_drop: float | None = Field(default=None, ge=0, description="points below the teacher")
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_size_mb: float | None = Field(default=None, gt=0)
+
+
+class PassEntry(BaseModel):
+    """One item of ``passes:``: its registered name and its validated config."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    name: str
+    config: Any
+
+
+class ModelConfig(Strict):
+    name: str = "model"
+    teacher: ModelSpec
+    student: ModelSpec | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    passes: list[PassEntry]
+    constraints: Constraints = Field(default_factory=Constraints)
+    seed: int = 0
+
+    #: folder of the YAML file; relative paths are resolved against it
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything but the passes, as plain data (the pipeline hashes it for the cache)."""
+        d = self.model_dump(mode="json", exclude={"passes", "base_dir", "source_file"})
+        return d
+
+
+# --------------------------------------------------------------------------- targets/*.yaml
+
+Backend = Literal["onnx", "tensorrt", "tflite"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class RuntimeSpec(Strict):
+    name: Literal["onnxruntime", "tensorrt", "litert"] = "onnxruntime"
+    threads: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TargetQuant(Strict):
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    weight_type: Literal["int8"] = "int8"
+    per_channel: bool = True
+
+
+class DeviceSpec(Strict):
+    kind: Literal["local", "ssh"] = "local"
+    host: str | None = None
+    user: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    python: str = "python3"
+    workdir: str = "/tmp/edgekd"
+
+    @model_validator(mode="after")
+    def _ssh_host(self) -> DeviceSpec:
+        if self.kind == "ssh" and not self.host:
+            raise ValueError("kind 'ssh' needs host:")
+        return self
+
+
+class ProfileSpec(Strict):
+    warmup: int = Field(default=20, ge=0)
+    runs: int = Field(default=100, ge=1)
+    rounds: int = Field(default=5, ge=1)
+    batch: int = Field(default=1, ge=1)
+
+
+class TargetConfig(Strict):
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    cpu_arch: str = "x86_64"
+    backends: list[Backend] = Field(min_length=1)
+    precisions: list[Precision] = Field(min_length=1)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    quantization: TargetQuant = Field(default_factory=TargetQuant)
+    device: DeviceSpec = Field(default_factory=DeviceSpec)
+    profile: ProfileSpec = Field(default_factory=ProfileSpec)
+    predictor: str | None = None
+
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def is_host(self) -> bool:
+        """True when this target is the machine edgekd runs on (local device running ONNX Runtime)."""
+        return self.device.kind == "local" and self.runtime.name == "onnxruntime"
+
+
+# --------------------------------------------------------------------------- loading and error messages
+
+
+def _did_you_mean(word: str, choices: list[str] | set[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _loc(loc: tuple[str | int, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in ("function-after", "function-before"):
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """Names of the fields valid at ``loc`` (for 'did you mean')."""
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+            continue
+        field = cur.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                cur = cand
+                break
+            for inner in getattr(cand, "__args__", ()):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    cur = inner
+                    break
+        else:
+            cur = None
+    if isinstance(cur, type) and issubclass(cur, BaseModel):
+        return [n for n, f in cur.model_fields.items() if not f.exclude]
+    return []
+
+
+def _describe(err: dict[str, Any], schema: type[BaseModel], loc: tuple[str | int, ...]) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        valid = _fields_at(schema, loc[:-1])
+        hint = _did_you_mean(key, valid) if valid else ""
+        return f"unknown key {key!r}{hint}" + (f"; valid keys: {', '.join(valid)}" if valid else "")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        options = expected.replace("'", "").replace(" or ", ", ")
+        return f"{value!r} is not one of {options}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{value!r} is out of range: {err['msg'].lower()}"
+    if kind == "value_error":
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    return f"{err['msg'].lower()} (got {value!r})" if value is not None else err["msg"].lower()
+
+
+def validation_problems(exc: ValidationError, schema: type[BaseModel], prefix: str = "") -> list[str]:
+    """Turn a pydantic error into 'yaml.path: message' lines."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        # pydantic adds the union/literal branch name for tagged types; keep only real keys
+        problems.append(f"{_loc(loc, prefix)}: {_describe(err, schema, loc)}")
+    return problems
+
+
+def read_yaml(path: Path) -> Any:
+    """Safe-load a YAML file (no object construction); syntax errors carry line and column."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found", fix="check the path; `edgekd init` writes a starter model.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})", fix="save the file as UTF-8 text") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(
+            f"{path}: YAML syntax error at {where}: {exc.problem}",
+            fix="fix the indentation or quoting there (YAML uses spaces, not tabs)",
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})", fix="fix the YAML syntax") from exc
+
+
+def _parse_passes(raw: Any, problems: list[str]) -> list[PassEntry]:
+    from edgekd.registry import get_pass, pass_names
+
+    if not isinstance(raw, list) or not raw:
+        problems.append("passes: must be a non-empty list, e.g. [- distill: {epochs: 5}, - lower: {}]")
+        return []
+    entries = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            problems.append(f"passes[{i}]: each pass is one key, its name, with its settings below (got {item!r})")
+            continue
+        ((name, settings),) = item.items()
+        cls = get_pass(str(name))
+        if cls is None:
+            names = pass_names()
+            problems.append(
+                f"passes[{i}]: unknown pass {name!r}{_did_you_mean(str(name), names)}; known: {', '.join(names)}"
+            )
+            continue
+        try:
+            entries.append(PassEntry(name=str(name), config=cls.Config.model_validate(settings or {})))
+        except ValidationError as exc:
+            problems.extend(validation_problems(exc, cls.Config, f"passes[{i}].{name}"))
+    return entries
+
+
+def parse_model_config(raw: Any, source: Path | None = None) -> ModelConfig:
+    """Validate a ``model.yaml`` document; every problem is collected before raising one ConfigError."""
+    label = str(source) if source else "model config"
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{label}: the top level must be a mapping of keys (teacher:, data:, passes:, ...)",
+            fix="start from `edgekd init`",
+        )
+    problems: list[str] = []
+    passes = _parse_passes(raw.get("passes"), problems) if "passes" in raw else []
+    if "passes" not in raw:
+        problems.append("passes: required key is missing")
+    rest = {k: v for k, v in raw.items() if k != "passes"}
+    cfg: ModelConfig | None = None
+    try:
+        cfg = ModelConfig.model_validate({**rest, "passes": []})
+    except ValidationError as exc:
+        problems = validation_problems(exc, ModelConfig) + problems
+    if problems:
+        raise ConfigError(
+            f"{label}: {len(problems)} problem(s)\n  " + "\n  ".join(problems),
+            fix="correct the keys above; `edgekd init` writes a commented example",
+            problems=problems,
+        )
+    assert cfg is not None
+    cfg.passes = passes
+    if source is not None:
+        cfg.base_dir = source.resolve().parent
+        cfg.source_file = source.resolve()
+    for spec, key in ((cfg.teacher, "teacher"), (cfg.student, "student")):
+        if spec is not None and spec.checkpoint is not None and not cfg.resolve(spec.checkpoint).is_file():
+            problems.append(f"{key}.checkpoint: file not found: {cfg.resolve(spec.checkpoint)}")
+    if cfg.data.path is not None and not cfg.resolve(cfg.data.path).exists():
+        problems.append(f"data.path: not found: {cfg.resolve(cfg.data.path)}")
+    if problems:
+        raise ConfigError(
+            f"{label}: {len(problems)} problem(s)\n  " + "\n  ".join(problems),
+            fix="fix the paths (relative paths are read from the folder of model.yaml)",
+            problems=problems,
+        )
+    return cfg
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    path = Path(path)
+    return parse_model_config(read_yaml(path), path)
+
+
+def parse_target(raw: Any, source: Path | None = None) -> TargetConfig:
+    label = str(source) if source else "target"
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{label}: a target file must be a mapping (name:, backends:, precisions:, ...)",
+            fix="copy targets/x86-cpu.yaml and edit it",
+        )
+    try:
+        target = TargetConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = validation_problems(exc, TargetConfig)
+        raise ConfigError(
+            f"{label}: {len(problems)} problem(s)\n  " + "\n  ".join(problems),
+            fix="compare with targets/x86-cpu.yaml",
+            problems=problems,
+        ) from None
+    target.source_file = source
+    return target

@@ -1,0 +1,101 @@
+"""Load the data a compile needs: train / val / test / calibration splits, checked and normalised."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgekd.config import CalibrationConfig, DataConfig
+from edgekd.data.dataset import DataBundle, Split, to_float
+from edgekd.data.sources import FASHION_MNIST_NORMALIZE, KEYS, SOURCES, Raw
+from edgekd.errors import DataError
+
+__all__ = ["DataBundle", "Split", "load_data"]
+
+
+def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
+    for split in ("train", "test"):
+        x, y = raw[f"x_{split}"], raw[f"y_{split}"]
+        if len(x) == 0:
+            raise DataError(
+                f"{origin}: the {split} split has zero samples", fix="point data.path at a non-empty data set"
+            )
+        if len(x) != len(y):
+            raise DataError(
+                f"{origin}: {split} has {len(x)} images but {len(y)} labels", fix="give one label per image"
+            )
+        if x.ndim == 3:
+            raw[f"x_{split}"] = x = x[:, None]
+        if tuple(x.shape[1:]) != tuple(cfg.input_shape):
+            raise DataError(
+                f"{origin}: {split} images have shape {list(x.shape[1:])} "
+                f"but data.input_shape is {list(cfg.input_shape)}",
+                fix="set data.input_shape to the images' (C, H, W) or resize the data",
+            )
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{origin}: {split} labels are {y.dtype}, not integers", fix="store class indices 0..K-1")
+        if y.min() < 0 or y.max() >= cfg.num_classes:
+            raise DataError(
+                f"{origin}: {split} labels range over {int(y.min())}..{int(y.max())} "
+                f"but data.num_classes is {cfg.num_classes}",
+                fix="set data.num_classes to the number of classes, labels 0..num_classes-1",
+            )
+
+
+def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: int = 0) -> DataBundle:
+    raw, origin = SOURCES[cfg.source](cfg, base_dir)
+    raw = {k: raw[k] for k in KEYS}
+    _check(raw, cfg, origin)
+    notes = []
+    if cfg.normalize is not None:
+        mean, std = cfg.normalize.mean, cfg.normalize.std
+    elif cfg.source == "fashion-mnist":
+        mean, std = FASHION_MNIST_NORMALIZE
+    else:
+        x = raw["x_train"].astype(np.float32) / (255.0 if raw["x_train"].dtype == np.uint8 else 1.0)
+        mean = [float(v) for v in x.mean(axis=(0, 2, 3))]
+        std = [float(v) or 1.0 for v in x.std(axis=(0, 2, 3))]
+        notes.append(f"data.normalize not given: computed from the training split (mean {mean}, std {std})")
+    if len(mean) != cfg.input_shape[0]:
+        raise DataError(
+            f"data.normalize has {len(mean)} values but the images have {cfg.input_shape[0]} channel(s)",
+            fix="give one mean and one std per channel",
+        )
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(raw["y_train"]))
+    n_val = round(len(order) * cfg.val_fraction)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if cfg.train_limit:
+        train_idx = train_idx[: cfg.train_limit]
+    x_test, y_test = raw["x_test"], raw["y_test"]
+    if cfg.test_limit:
+        x_test, y_test = x_test[: cfg.test_limit], y_test[: cfg.test_limit]
+    if calibration.samples > len(train_idx):
+        raise DataError(
+            f"calibration.samples is {calibration.samples} but the training split holds only {len(train_idx)} images",
+            fix=f"set calibration.samples to at most {len(train_idx)}",
+        )
+
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        return Split(to_float(x, mean, std), torch.from_numpy(y.astype(np.int64)))
+
+    if "subset" in origin:
+        notes.append(
+            f"data: {origin}; accuracies are on {len(y_test)} test images of the subset, not the full test set"
+        )
+    elif cfg.test_limit:
+        notes.append(f"data: accuracies are on the first {len(y_test)} test images (data.test_limit)")
+    train = split(raw["x_train"][train_idx], raw["y_train"][train_idx])
+    return DataBundle(
+        train=train,
+        val=split(raw["x_train"][val_idx], raw["y_train"][val_idx]),
+        test=split(x_test, y_test),
+        calibration=train.take(calibration.samples),
+        num_classes=cfg.num_classes,
+        input_shape=tuple(cfg.input_shape),  # type: ignore[arg-type]
+        mean=list(mean),
+        std=list(std),
+        source=origin,
+        notes=notes,
+    )

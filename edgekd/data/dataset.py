@@ -1,0 +1,60 @@
+"""In-memory splits of a classification data set, normalised and ready for training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Split:
+    """Images ``x`` (N, C, H, W float32, normalised) and labels ``y`` (N int64)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, n: int) -> Split:
+        return Split(self.x[:n], self.y[:n])
+
+
+@dataclass
+class DataBundle:
+    """The splits a compile uses, and where they came from (for the report)."""
+
+    train: Split
+    val: Split
+    test: Split
+    calibration: Split
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: list[float]
+    std: list[float]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "train": len(self.train),
+            "val": len(self.val),
+            "test": len(self.test),
+            "calibration": len(self.calibration),
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "normalize": {"mean": self.mean, "std": self.std},
+            "notes": self.notes,
+        }
+
+
+def to_float(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 (or float in [0,1]) NCHW images -> normalised float32 tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s

@@ -1,0 +1,61 @@
+"""Errors a user can hit. Each names what is wrong (file, YAML key, layer) and how to fix it.
+
+The CLI prints ``str(error)`` without a traceback and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class EdgekdError(Exception):
+    """Base of every user-facing error: ``message`` says what, ``fix`` says what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(message if not fix else f"{message}\n  fix: {fix}")
+
+
+class ConfigError(EdgekdError):
+    """model.yaml or a target file is malformed; ``problems`` lists every bad key found."""
+
+    def __init__(self, message: str, fix: str | None = None, problems: list[str] | None = None) -> None:
+        self.problems = problems or []
+        super().__init__(message, fix)
+
+
+class TargetError(ConfigError):
+    """Unknown target name or a bad target file."""
+
+
+class DataError(EdgekdError):
+    """A data set is missing, empty, malformed or does not fit the model."""
+
+
+class ModelError(EdgekdError):
+    """A model cannot be built or a checkpoint does not load into it."""
+
+
+class PipelineError(EdgekdError):
+    """The list of passes cannot run (order, missing inputs)."""
+
+
+class BackendUnavailable(EdgekdError):
+    """A runtime or converter the target needs is not installed here."""
+
+
+class ExportError(EdgekdError):
+    """Export to a deployment format failed."""
+
+
+class ParityError(ExportError):
+    """An exported artifact does not reproduce the PyTorch model within tolerance."""
+
+
+class TrainingError(EdgekdError):
+    """Training diverged (NaN/inf loss) or could not start."""
+
+
+class ProfilingError(EdgekdError):
+    """A latency measurement could not be taken."""

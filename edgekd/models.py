@@ -1,0 +1,126 @@
+"""Build models named in model.yaml and load their checkpoints safely."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgekd import zoo
+from edgekd.config import ModelSpec
+from edgekd.errors import ModelError
+
+
+def build(spec: ModelSpec, key: str) -> nn.Module:
+    """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors."""
+    try:
+        return zoo.build(spec.arch, spec.params)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{key}: cannot build {spec.arch} with params {spec.params}: {exc}",
+            fix=f"check {key}.params against the {spec.arch} builder's arguments",
+        ) from exc
+
+
+def load_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """Load a tensor-only checkpoint; pickles holding code are refused (``weights_only=True``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(
+            f"{key}.checkpoint {path}: refused to load: the file holds Python objects, not only tensors "
+            "(loading it could run arbitrary code)",
+            fix="re-save it with torch.save(model.state_dict(), path) from code you trust",
+        ) from exc
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ModelError(
+            f"{key}.checkpoint {path}: cannot read ({exc})", fix="give a file written by torch.save"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(
+            f"{key}.checkpoint {path}: not a state_dict (name -> tensor)",
+            fix="save with torch.save(model.state_dict(), path)",
+        )
+    return state
+
+
+def load_weights(model: nn.Module, path: Path, key: str) -> None:
+    state = load_state_dict(path, key)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} with other shapes (e.g. {'; '.join(shapes[:2])})")
+        raise ModelError(
+            f"{key}.checkpoint {path} does not fit {key}.arch/params: " + ", ".join(parts),
+            fix=f"set {key}.params to the architecture the checkpoint was trained with",
+        )
+    model.load_state_dict(state)
+
+
+def check_input(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, key: str) -> None:
+    """One forward pass on zeros: the model must accept data.input_shape and give num_classes logits."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except RuntimeError as exc:
+        raise ModelError(
+            f"{key} does not accept inputs of data.input_shape {list(input_shape)}: {str(exc).splitlines()[0]}",
+            fix=f"set data.input_shape to what the model expects, or {key}.params.in_channels",
+        ) from exc
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise ModelError(
+            f"{key} gives outputs of shape {list(out.shape)}, expected [N, {num_classes}] (data.num_classes)",
+            fix=f"set {key}.params.num_classes to {num_classes} or fix data.num_classes",
+        )
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one sample through Conv2d and Linear layers (the dominant cost of CNNs)."""
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        total += int(out[0].numel()) * k
+
+    def linear_hook(m: nn.Linear, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        total += int(out[0].numel()) * m.in_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total

@@ -1,0 +1,30 @@
+"""report: write ``result.json`` (for pipelines) and ``report.md`` (for people) into the run folder."""
+
+from __future__ import annotations
+
+import json
+
+from edgekd.config import Strict
+from edgekd.pipeline import Context, Pass
+from edgekd.registry import register_pass
+from edgekd.report.markdown import render_markdown
+from edgekd.report.result import build_result
+
+
+class ReportConfig(Strict):
+    pass
+
+
+@register_pass
+class Report(Pass):
+    name = "report"
+    Config = ReportConfig
+    produces = frozenset({"reported"})
+    cacheable = False
+
+    def run(self, ctx: Context) -> None:
+        result = build_result(ctx, ctx.records)
+        with ctx.artifact("result_json", "result.json", "json", precision="-", backend="-") as tmp:
+            tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        with ctx.artifact("report_md", "report.md", "markdown", precision="-", backend="-") as tmp:
+            tmp.write_text(render_markdown(result))

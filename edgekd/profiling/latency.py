@@ -1,0 +1,143 @@
+"""Host latency measurement: runs ``runner.py`` in a fresh Python so the caller's memory does not skew RSS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import ProfilingError
+
+RUNNER = Path(__file__).with_name("runner.py")
+
+
+@dataclass
+class LatencyStats:
+    """Latency of one model at one batch size; times in milliseconds, memory in MiB."""
+
+    path: str
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    throughput: float
+    init_ms: float
+    model_bytes: int
+    rss_mb_delta: float | None
+    peak_rss_mb: float | None
+    threads: int
+    batch: int
+    runs: int
+    runtime: str
+    runtime_version: str
+    providers: list[str] = field(default_factory=list)
+    where: str = ""
+    measured: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_runner(cls, entry: dict[str, Any], where: str) -> LatencyStats:
+        names = {f for f in cls.__dataclass_fields__ if f not in ("where", "measured")}
+        missing = names - entry.keys() - {"providers"}
+        if missing:
+            raise ProfilingError(
+                f"runner output for {entry.get('path', '?')} lacks {sorted(missing)}",
+                fix=f"use the runner.py shipped with this edgekd version ({RUNNER})",
+            )
+        return cls(**{k: entry[k] for k in names if k in entry}, where=where)
+
+
+def measure(
+    paths: Sequence[str | os.PathLike[str]],
+    threads: int | None = None,
+    warmup: int = 20,
+    runs: int = 100,
+    rounds: int = 5,
+    batch: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
+    timeout: float | None = None,
+) -> list[LatencyStats]:
+    """Measure ``paths`` interleaved on this host in a subprocess; one LatencyStats per path, in order."""
+    if not paths:
+        return []
+    cmd = [sys.executable, str(RUNNER), *[str(p) for p in paths]]
+    cmd += ["--warmup", str(warmup), "--runs", str(runs), "--rounds", str(rounds), "--batch", str(batch)]
+    cmd += ["--threads", str(threads or 0)]
+    names = ", ".join(Path(p).name for p in paths)
+    tail: deque[str] = deque(maxlen=20)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        raise ProfilingError(
+            f"cannot start the latency runner for {names}: {exc}", fix=f"check {sys.executable}"
+        ) from exc
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = None
+            if isinstance(msg, dict) and "progress" in msg:
+                if on_progress is not None:
+                    on_progress(int(msg["progress"]), int(msg["total"]))
+            elif line.strip():
+                tail.append(line.rstrip())
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill) if timeout else None
+    if timer is not None:
+        timer.start()
+    try:
+        assert proc.stdout is not None
+        stdout = proc.stdout.read()
+        proc.wait()
+        reader.join()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if timed_out.is_set():
+        raise ProfilingError(
+            f"latency measurement of {names} took longer than {timeout:g} s",
+            fix="lower profile.runs / profile.warmup, or raise the timeout",
+        )
+    if proc.returncode != 0:
+        details = "\n".join(tail) or f"exit code {proc.returncode}"
+        raise ProfilingError(
+            f"latency runner failed on {names} (exit code {proc.returncode}):\n{details}",
+            fix="check that the files are valid models with fixed input shapes (only the batch may be dynamic)",
+        )
+    try:
+        doc = json.loads(stdout)
+    except ValueError as exc:
+        raise ProfilingError(
+            f"latency runner printed no valid JSON for {names}: {stdout[-500:]!r}",
+            fix="make sure nothing else writes to the runner's stdout",
+        ) from exc
+    ort_version = doc["models"][0].get("runtime_version", "?") if doc.get("models") else "?"
+    thread_text = f"{threads} threads" if threads else "default threads"
+    where = f"host ({doc.get('host', {}).get('machine', '?')}, {thread_text}, onnxruntime {ort_version})"
+    return [LatencyStats.from_runner(entry, where) for entry in doc["models"]]

@@ -1,0 +1,279 @@
+"""Standalone latency runner: copy this one file to a device and run it with the device's Python.
+
+    python runner.py MODEL [MODEL ...] --warmup 20 --runs 100 --rounds 5 --threads 2 --batch 1
+
+Models are measured interleaved (round r runs runs/rounds iterations of each model in turn) so that side-by-side
+comparisons share the machine's noise. One JSON document goes to stdout; progress goes to stderr as JSON lines
+``{"progress": done, "total": N}``. Exit code 2: bad arguments or a model this runner cannot measure.
+
+Imports only the standard library, numpy and the runtime a model needs. To add a runtime (e.g. ``.tflite``), write a
+loader returning a ``Loaded`` and register it in ``RUNTIMES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RUNNER_VERSION = 1
+
+
+class RunnerError(Exception):
+    """A problem with the arguments or a model (exit code 2)."""
+
+
+@dataclass
+class Loaded:
+    """A ready model: ``run()`` does one inference on prepared inputs; ``info`` describes the runtime."""
+
+    run: Callable[[], Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _resolve_shape(path: str, name: str, shape: list[Any], batch: int) -> tuple[int, ...]:
+    dims: list[int] = []
+    for i, d in enumerate(shape):
+        if isinstance(d, int) and d > 0:
+            if i == 0 and d != batch:
+                raise RunnerError(
+                    f"{path}: input '{name}' has a fixed batch of {d}, asked for --batch {batch}; "
+                    f"use --batch {d} or export the model with a dynamic batch"
+                )
+            dims.append(d)
+        elif i == 0:
+            dims.append(batch)
+        else:
+            raise RunnerError(
+                f"{path}: input '{name}' has a dynamic dimension {i} ({d!r}) in {shape}; "
+                "export the model with fixed spatial dimensions"
+            )
+    return tuple(dims)
+
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+}
+
+
+def load_onnx(path: str, threads: int, batch: int) -> Loaded:
+    """An onnxruntime CPU session over ``path`` with random inputs of its input shapes at ``batch``."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise RunnerError(f"{path}: onnxruntime is not installed ({exc}); pip install onnxruntime") from exc
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed: dict[str, np.ndarray] = {}
+    for inp in session.get_inputs():
+        dtype = _ORT_DTYPES.get(inp.type)
+        if dtype is None:
+            raise RunnerError(f"{path}: input '{inp.name}' has unsupported type {inp.type}")
+        shape = _resolve_shape(path, inp.name, list(inp.shape), batch)
+        if np.issubdtype(dtype, np.floating):
+            feed[inp.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feed[inp.name] = np.zeros(shape, dtype=dtype)
+    outputs = [o.name for o in session.get_outputs()]
+    return Loaded(
+        run=lambda: session.run(outputs, feed),
+        info={"runtime": "onnxruntime", "runtime_version": ort.__version__, "providers": session.get_providers()},
+    )
+
+
+# A 61-byte ONNX model (one Relu): creating a session from it pays onnxruntime's one-time set-up (environment,
+# thread pools, kernel registry) so that the first model measured is not charged for it.
+_ONNX_PRIMER = (
+    b'\x08\x07:3\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x01pZ\x0f\n\x01x\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01'
+    b"b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r"
+)
+
+
+def prime_onnx(threads: int) -> None:
+    """Run onnxruntime once on a trivial model; the session is dropped at once."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = ort.InferenceSession(_ONNX_PRIMER, sess_options=options, providers=["CPUExecutionProvider"])
+    session.run(None, {"x": np.zeros(1, dtype=np.float32)})
+
+
+# suffix -> loader(path, threads, batch); add ".tflite": load_tflite here and nothing else changes
+RUNTIMES: dict[str, Callable[[str, int, int], Loaded]] = {".onnx": load_onnx}
+# optional: suffix -> one-time runtime set-up run before any model is loaded
+PRIMERS: dict[str, Callable[[int], None]] = {".onnx": prime_onnx}
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _progress(done: int, total: int) -> None:
+    sys.stderr.write(json.dumps({"progress": done, "total": total}) + "\n")
+    sys.stderr.flush()
+
+
+def measure(paths: list[str], warmup: int, runs: int, rounds: int, threads: int, batch: int) -> dict[str, Any]:
+    """Load every model, then time them interleaved; return the JSON-ready result document."""
+    for path in paths:
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in RUNTIMES:
+            raise RunnerError(
+                f"{path}: no runtime for '{suffix or '(none)'}' files; this runner knows {sorted(RUNTIMES)}"
+            )
+        if not os.path.isfile(path):
+            raise RunnerError(f"{path}: no such file")
+    np.random.default_rng(0)  # numpy loads np.random lazily (~7 MB, ~10 ms): not the first model's cost
+    for suffix in sorted({os.path.splitext(p)[1].lower() for p in paths} & PRIMERS.keys()):
+        try:
+            PRIMERS[suffix](threads)
+        except ImportError as exc:
+            raise RunnerError(f"the runtime for '{suffix}' files is not installed: {exc}") from exc
+    rounds = max(1, min(rounds, runs))
+    per_round = _split(runs, rounds)
+    total = len(paths) * (rounds + 1)
+    done = 0
+    loaded: list[Loaded] = []
+    rss_delta: list[float | None] = []
+    init_ms: list[float] = []
+    for path in paths:
+        before = _rss_bytes()
+        start = time.perf_counter()
+        try:
+            model = RUNTIMES[os.path.splitext(path)[1].lower()](path, threads, batch)
+        except RunnerError:
+            raise
+        except Exception as exc:
+            raise RuntimeError(f"{path}: cannot load: {exc}") from exc
+        init_ms.append((time.perf_counter() - start) * 1000.0)
+        for _ in range(warmup):
+            model.run()
+        after = _rss_bytes()
+        rss_delta.append(None if before is None or after is None else (after - before) / 2**20)
+        loaded.append(model)
+        done += 1
+        _progress(done, total)
+    times: list[list[float]] = [[] for _ in paths]
+    for n in per_round:
+        for i, model in enumerate(loaded):
+            before = _rss_bytes()
+            gc.disable()
+            try:
+                for _ in range(n):
+                    t0 = time.perf_counter_ns()
+                    model.run()
+                    times[i].append((time.perf_counter_ns() - t0) / 1e6)
+            finally:
+                gc.enable()
+            after = _rss_bytes()
+            delta = rss_delta[i]
+            if delta is not None and before is not None and after is not None:
+                rss_delta[i] = delta + (after - before) / 2**20
+            done += 1
+            _progress(done, total)
+    peak = _peak_rss_mb()
+    results = []
+    for path, model, t, init, rss in zip(paths, loaded, times, init_ms, rss_delta):  # noqa: B905 - runs on Python 3.8 devices
+        a = np.asarray(t, dtype=np.float64)
+        mean = float(a.mean())
+        results.append(
+            {
+                "path": path,
+                "p50_ms": float(np.percentile(a, 50)),
+                "p90_ms": float(np.percentile(a, 90)),
+                "p99_ms": float(np.percentile(a, 99)),
+                "mean_ms": mean,
+                "std_ms": float(a.std()),
+                "min_ms": float(a.min()),
+                "max_ms": float(a.max()),
+                "throughput": batch * 1000.0 / mean if mean > 0 else float("inf"),
+                "init_ms": init,
+                "model_bytes": os.path.getsize(path),
+                "rss_mb_delta": rss,
+                "peak_rss_mb": peak,
+                "threads": threads,
+                "batch": batch,
+                "runs": int(a.size),
+                **model.info,
+            }
+        )
+    return {
+        "runner_version": RUNNER_VERSION,
+        "host": {
+            "machine": platform.machine(),
+            "system": platform.system(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        },
+        "config": {"warmup": warmup, "runs": runs, "rounds": rounds, "threads": threads, "batch": batch},
+        "peak_rss_mb": peak,
+        "models": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure inference latency of model files, interleaved.")
+    parser.add_argument("models", nargs="+", help="model files (.onnx)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed runs per model after loading")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per model")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaving rounds the runs are split into")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: runtime default)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the random inputs")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.rounds < 1 or args.batch < 1 or args.warmup < 0 or args.threads < 0:
+        parser.error("--runs, --rounds and --batch must be >= 1; --warmup and --threads >= 0")
+    try:
+        doc = measure(list(args.models), args.warmup, args.runs, args.rounds, args.threads, args.batch)
+    except RunnerError as exc:
+        sys.stderr.write(f"runner.py: error: {exc}\n")
+        return 2
+    except Exception as exc:  # report any runtime failure as one line
+        sys.stderr.write(f"runner.py: error: {type(exc).__name__}: {exc}\n")
+        return 1
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

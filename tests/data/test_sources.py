@@ -1,0 +1,115 @@
+"""Data sources and the split/normalise/check step."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekd.config import CalibrationConfig, DataConfig
+from edgekd.data import load_data
+from edgekd.data.sources import FASHION_MNIST_SUBSET
+from edgekd.errors import DataError
+
+
+def _cfg(**kw: object) -> DataConfig:
+    return DataConfig.model_validate(kw)
+
+
+def test_bundled_subset_is_balanced_and_real() -> None:
+    with np.load(FASHION_MNIST_SUBSET) as f:
+        assert f["x_train"].shape == (5000, 1, 28, 28) and f["x_test"].shape == (2000, 1, 28, 28)
+        assert np.bincount(f["y_train"]).tolist() == [500] * 10
+        assert 60 < f["x_train"].mean() < 90  # Fashion-MNIST's mean pixel is ~73
+
+
+def test_subset_split_sizes_and_normalisation(tmp_path: Path) -> None:
+    b = load_data(_cfg(subset=True, val_fraction=0.1), CalibrationConfig(samples=100), tmp_path)
+    assert (len(b.train), len(b.val), len(b.test), len(b.calibration)) == (4500, 500, 2000, 100)
+    assert abs(float(b.train.x.mean())) < 0.1 and 0.9 < float(b.train.x.std()) < 1.1
+    assert "subset" in b.source and b.notes
+    # calibration comes from the training split, never from the test split
+    assert b.calibration.x.data_ptr() == b.train.x.data_ptr()
+
+
+def _npz(path: Path, n_train: int = 20, n_test: int = 10, labels_max: int = 3, shape=(3, 8, 8)) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 255, (n_train, *shape), dtype=np.uint8),
+        y_train=rng.integers(0, labels_max + 1, n_train),
+        x_test=rng.integers(0, 255, (n_test, *shape), dtype=np.uint8),
+        y_test=rng.integers(0, labels_max + 1, n_test),
+    )
+    return path
+
+
+def test_npz_source_computes_normalisation(tmp_path: Path) -> None:
+    cfg = _cfg(source="npz", path=_npz(tmp_path / "d.npz"), input_shape=(3, 8, 8), num_classes=4, val_fraction=0.0)
+    b = load_data(cfg, CalibrationConfig(samples=5), tmp_path)
+    assert len(b.mean) == 3 and any("computed from the training split" in n for n in b.notes)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"n_train": 0}, "train split has zero samples"),
+        ({"labels_max": 9}, r"train labels range over 0\.\.[4-9] but data.num_classes is 4"),
+        ({"shape": (1, 8, 8)}, r"have shape \[1, 8, 8\] but data.input_shape is \[3, 8, 8\]"),
+    ],
+)
+def test_bad_npz_data_is_refused(tmp_path: Path, kw: dict, message: str) -> None:
+    cfg = _cfg(source="npz", path=_npz(tmp_path / "d.npz", **kw), input_shape=(3, 8, 8), num_classes=4)
+    with pytest.raises(DataError, match=message):
+        load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+
+
+def test_npz_missing_arrays(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", images=np.zeros((2, 1, 4, 4)))
+    with pytest.raises(DataError, match="missing arrays x_train, y_train, x_test, y_test"):
+        load_data(_cfg(source="npz", path=tmp_path / "d.npz"), CalibrationConfig(), tmp_path)
+
+
+def test_calibration_larger_than_train_split(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"calibration\.samples is 9999 but the training split holds only 100"):
+        load_data(_cfg(subset=True, train_limit=100), CalibrationConfig(samples=9999), tmp_path)
+
+
+def test_image_folder_source(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{i}.png"
+                )
+    cfg = _cfg(source="image-folder", path=tmp_path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0)
+    b = load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert b.train.x.shape == (6, 3, 8, 8) and sorted(b.test.y.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert "classes: cat, dog" in b.source
+
+
+def test_callable_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mydata.py").write_text(
+        "import numpy as np\n"
+        "def load():\n"
+        "    r = np.random.default_rng(1)\n"
+        "    return {'x_train': r.random((8, 1, 4, 4), dtype=np.float32), 'y_train': np.arange(8) % 2,\n"
+        "            'x_test': r.random((4, 1, 4, 4), dtype=np.float32), 'y_test': np.arange(4) % 2}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = _cfg(source="callable", callable="mydata:load", input_shape=(1, 4, 4), num_classes=2, val_fraction=0.0)
+    b = load_data(cfg, CalibrationConfig(samples=4), tmp_path)
+    assert len(b.train) == 8 and "callable mydata:load" in b.source
+    sys.modules.pop("mydata", None)
+
+
+def test_callable_that_cannot_import(tmp_path: Path) -> None:
+    cfg = _cfg(source="callable", callable="no_such_module_xyz:load")
+    with pytest.raises(DataError, match="cannot import 'no_such_module_xyz:load'"):
+        load_data(cfg, CalibrationConfig(), tmp_path)

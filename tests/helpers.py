@@ -1,0 +1,50 @@
+"""Helpers shared by tests: a tiny, fast compile set-up on the bundled Fashion-MNIST subset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from edgekd import zoo
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "fashion-mnist"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+TINY_TEACHER = {"depth": 8, "width": 8, "in_channels": 1, "num_classes": 10}
+TINY_STUDENT = {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 10}
+
+
+def tiny_config(folder: Path, **overrides: object) -> dict:
+    """A model.yaml dict with a random tiny teacher checkpoint written into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / "teacher.pt"
+    if not ckpt.exists():
+        torch.manual_seed(0)
+        torch.save(zoo.build("resnet", TINY_TEACHER).state_dict(), ckpt)
+    cfg: dict = {
+        "name": "tiny",
+        "teacher": {"arch": "resnet", "params": dict(TINY_TEACHER), "checkpoint": "teacher.pt"},
+        "student": {"arch": "resnet", "params": dict(TINY_STUDENT)},
+        "data": {"source": "fashion-mnist", "subset": True, "train_limit": 512, "test_limit": 256},
+        "calibration": {"samples": 32},
+        "passes": [
+            {"distill": {"epochs": 1, "batch_size": 64}},
+            {"quantize": {"precision": "int8"}},
+            {"lower": {"parity": {"samples": 64, "min_top1": 80.0, "min_cosine": 0.9}}},
+            {"profile": {"warmup": 2, "runs": 10, "rounds": 2}},
+            {"report": {}},
+        ],
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def write_config(folder: Path, cfg: dict, name: str = "model.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path

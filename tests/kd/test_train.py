@@ -1,0 +1,53 @@
+"""The training loop: best-epoch selection, NaN detection naming the term."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgekd import zoo
+from edgekd.data.dataset import Split
+from edgekd.errors import TrainingError
+from edgekd.kd.train import TrainSettings, train
+
+
+def _data(n: int = 128) -> Split:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 1, 12, 12, generator=g) + y.view(-1, 1, 1, 1).float() * 2  # separable
+    return Split(x, y)
+
+
+def test_training_learns_a_separable_problem() -> None:
+    model = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2})
+    data = _data()
+    hist = train(
+        model,
+        data,
+        lambda z, y, i, x: {"ce": torch.nn.functional.cross_entropy(z, y)},
+        TrainSettings(epochs=6, batch_size=16, lr=0.05, augment=False),
+        val=data,
+    )
+    assert hist.best_val_accuracy > 90 and 1 <= hist.best_epoch <= 6
+
+
+def test_nan_loss_stops_with_the_term_named() -> None:
+    model = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2})
+
+    def loss(z: torch.Tensor, y: torch.Tensor, i: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"ce": torch.nn.functional.cross_entropy(z, y), "fitnet": z.sum() * float("nan")}
+
+    with pytest.raises(TrainingError, match=r"term\(s\) fitnet exploded") as info:
+        train(model, _data(), loss, TrainSettings(epochs=1, batch_size=32, augment=False))
+    assert "lower the learning rate" in str(info.value)
+
+
+def test_empty_training_split() -> None:
+    model = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2})
+    with pytest.raises(TrainingError, match="training split is empty"):
+        train(
+            model,
+            Split(torch.empty(0, 1, 12, 12), torch.empty(0, dtype=torch.long)),
+            lambda *a: {},
+            TrainSettings(epochs=1),
+        )
