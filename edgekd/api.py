@@ -110,14 +110,16 @@ def compile(
     resume: bool | str | Path | None = None,
     use_cache: bool = True,
     quiet: bool = False,
+    overrides: list[str] | None = None,
 ) -> CompileResult:
     """Validate everything, then run the passes of ``config`` for ``target`` into ``out/<run-id>/``.
 
     ``resume=True`` continues the latest run of this config (or give its folder); finished passes
     are restored from ``out/.cache`` after their files' sha256 are verified. ``use_cache=False``
-    recomputes every pass (results are still cached for a later ``resume``).
+    recomputes every pass (results are still cached for a later ``resume``). ``overrides`` are
+    ``KEY=VALUE`` strings applied to the YAML before validation (``edgekd compile --set``).
     """
-    cfg = config if isinstance(config, ModelConfig) else load_model_config(config)
+    cfg = config if isinstance(config, ModelConfig) else load_model_config(config, overrides)
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
     plan = _plan(cfg)
     out = Path(out)

@@ -19,7 +19,9 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     resume: bool | str | None = None
     if a.resume is not None:
         resume = True if a.resume == "latest" else a.resume
-    res = api.compile(a.config, target=a.target, out=a.out, resume=resume, use_cache=not a.no_cache, quiet=a.quiet)
+    res = api.compile(
+        a.config, target=a.target, out=a.out, resume=resume, use_cache=not a.no_cache, quiet=a.quiet, overrides=a.set
+    )
     if a.json:
         print(json.dumps(res.result, indent=2))
     else:
@@ -104,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the latest run of this config, or RUN_DIR; finished passes are not re-run",
     )
     c.add_argument("--no-cache", action="store_true", help="re-run every pass even when a cached result exists")
+    c.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model.yaml value, e.g. --set passes[0].distill.epochs=10 (repeatable)",
+    )
     c.add_argument("--json", action="store_true", help="print result.json instead of a summary")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     c.set_defaults(func=_cmd_compile)

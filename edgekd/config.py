@@ -7,6 +7,7 @@ Every problem is reported with its YAML path and a fix, e.g.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -358,9 +359,53 @@ def parse_model_config(raw: Any, source: Path | None = None) -> ModelConfig:
     return cfg
 
 
-def load_model_config(path: str | Path) -> ModelConfig:
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def apply_override(raw: Any, assignment: str) -> Any:
+    """Set one value in a raw config document: ``passes[0].distill.epochs=10`` (the value is read as YAML)."""
+    path, sep, text = assignment.partition("=")
+    tokens = [(m.group(1), m.group(2)) for m in _TOKEN.finditer(path.strip())]
+    if not sep or not tokens or "".join(f".{k}" if k else f"[{i}]" for k, i in tokens).lstrip(".") != path.strip():
+        raise ConfigError(
+            f"--set {assignment!r}: expected KEY=VALUE, e.g. passes[0].distill.epochs=10",
+            fix="write the YAML path of the key, '=', then the value",
+        )
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc})", fix="quote the value") from exc
+    node = raw
+    where = path.strip()
+    for depth, (key, index) in enumerate(tokens):
+        last = depth == len(tokens) - 1
+        if index is not None:
+            i = int(index)
+            if not isinstance(node, list) or i >= len(node):
+                raise ConfigError(f"--set {where}: no list item [{i}] there", fix="check the index in model.yaml")
+            if last:
+                node[i] = value
+            else:
+                node = node[i]
+        else:
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {where}: {key!r} is not inside a mapping", fix="check the YAML path")
+            if last:
+                node[key] = value
+            else:
+                if not isinstance(node.get(key), dict | list):
+                    node[key] = {}
+                node = node[key]
+    return raw
+
+
+def load_model_config(path: str | Path, overrides: list[str] | None = None) -> ModelConfig:
+    """Read, override (``KEY=VALUE`` strings, as ``edgekd compile --set``) and validate a model.yaml."""
     path = Path(path)
-    return parse_model_config(read_yaml(path), path)
+    raw = read_yaml(path)
+    for assignment in overrides or []:
+        raw = apply_override(raw, assignment)
+    return parse_model_config(raw, path)
 
 
 def parse_target(raw: Any, source: Path | None = None) -> TargetConfig:

@@ -103,3 +103,20 @@ def test_top_level_must_be_mapping_and_passes_required(tmp_path: Path) -> None:
 def test_source_specific_requirements(tmp_path: Path) -> None:
     probs = problems_of(tmp_path, data={"source": "callable"})
     assert probs == ["data: source 'callable' needs callable: 'package.module:function'"]
+
+
+def test_overrides_set_nested_values(tiny: Path) -> None:
+    cfg = load_model_config(
+        tiny, ["passes[0].distill.epochs=7", "data.train_limit=100", "constraints.max_accuracy_drop=2"]
+    )
+    assert cfg.passes[0].config.epochs == 7
+    assert cfg.data.train_limit == 100 and cfg.constraints.max_accuracy_drop == 2
+
+
+def test_overrides_are_validated_like_the_file(tiny: Path) -> None:
+    with pytest.raises(ConfigError, match=r"passes\[0\]\.distill\.epochs: 0 is out of range"):
+        load_model_config(tiny, ["passes[0].distill.epochs=0"])
+    with pytest.raises(ConfigError, match=r"no list item \[9\]"):
+        load_model_config(tiny, ["passes[9].distill.epochs=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_model_config(tiny, ["passes[0]distill"])
