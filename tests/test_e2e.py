@@ -13,8 +13,7 @@ from tests.helpers import EXAMPLE
 
 FAST = [
     "data.subset=true",
-    "data.train_limit=3000",
-    "passes[0].distill.epochs=2",
+    "passes[0].distill.epochs=5",
     "passes[3].profile.runs=50",
     "passes[3].profile.warmup=5",
 ]
@@ -28,7 +27,7 @@ def test_example_compiles_on_the_bundled_subset(tmp_path: Path) -> None:
     teacher_acc = r["teacher"]["test_accuracy"]
     assert teacher_acc > 90.0, "the committed teacher is trained (>= 93% on the full test set)"
     arts = r["artifacts"]
-    # a 78k-parameter student after 2 short KD epochs: well above chance, not yet at the teacher
+    # a 78k-parameter student after 5 short KD epochs on 4,500 images: well above chance, not yet at the teacher
     assert arts["onnx"]["accuracy"] > 75.0
     assert abs(arts["onnx_int8"]["accuracy"] - arts["onnx"]["accuracy"]) < 3.0
     assert arts["onnx"]["parity"]["passed"] and arts["onnx"]["parity"]["max_abs_diff"] < 1e-4
