@@ -7,6 +7,7 @@ result.artifacts["onnx_int8"], result.metrics["teacher"]["test_accuracy"], resul
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -21,7 +22,7 @@ from edgekd._version import __version__
 from edgekd.artifacts import sha256_file
 from edgekd.config import ModelConfig, TargetConfig, load_model_config
 from edgekd.data import load_data
-from edgekd.errors import PipelineError
+from edgekd.errors import STORAGE_ERRNOS, EdgekdError, PipelineError, storage_error
 from edgekd.models import build, check_input, load_weights
 from edgekd.pipeline import Cache, Context, Pass, PassManager, RunLock, check_order
 from edgekd.progress import EventLog, console
@@ -167,8 +168,16 @@ def compile(
         manager = PassManager(plan, Cache(out / ".cache", read=use_cache), _initial_key(cfg, tgt))
         try:
             manager.run(ctx)
+        except OSError as exc:
+            if exc.errno not in STORAGE_ERRNOS:
+                raise
+            err = storage_error(exc, exc.filename or run_dir)
+            with contextlib.suppress(EdgekdError):
+                events.emit("compile_failed", error=str(err), type="StorageError")
+            raise err from exc
         except BaseException as exc:
-            events.emit("compile_failed", error=str(exc), type=type(exc).__name__)
+            with contextlib.suppress(EdgekdError):
+                events.emit("compile_failed", error=str(exc), type=type(exc).__name__)
             raise
         events.emit("compile_end", artifacts=sorted(ctx.artifacts))
     arts = {n: run_dir / a.path for n, a in ctx.artifacts.items()}

@@ -1,6 +1,6 @@
 """``edgekd`` command line: a thin shell over :mod:`edgekd.api`.
 
-User errors (:class:`edgekd.errors.EdgekdError`) print as ``error: ...`` without a traceback and exit 2.
+User errors (:class:`edgekd.errors.EdgekdError`) print as ``error [Type]: ...`` without a traceback and exit 2.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except EdgekdError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error [{type(exc).__name__}]: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; finished passes are cached: re-run with --resume", file=sys.stderr)

@@ -59,3 +59,25 @@ class TrainingError(EdgekdError):
 
 class ProfilingError(EdgekdError):
     """A latency measurement could not be taken."""
+
+
+class StorageError(EdgekdError):
+    """A file could not be written: disk full, file-size limit, permissions."""
+
+
+STORAGE_ERRNOS = {
+    28: "no space left on the device",
+    27: "file too large for the file-size limit",
+    122: "disk quota exceeded",
+    13: "permission denied",
+    30: "read-only file system",
+}
+
+
+def storage_error(exc: OSError, path: object) -> StorageError:
+    """A user error for a failed write of ``path`` (the write never leaves a half-written file behind)."""
+    why = STORAGE_ERRNOS.get(exc.errno or 0, exc.strerror or str(exc))
+    return StorageError(
+        f"cannot write {path}: {why}",
+        fix="free disk space (or raise the limit) and re-run with --resume; finished passes are kept",
+    )

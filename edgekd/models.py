@@ -25,10 +25,27 @@ def build(spec: ModelSpec, key: str) -> nn.Module:
 
 
 def load_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
-    """Load a tensor-only checkpoint; pickles holding code are refused (``weights_only=True``)."""
+    """Load a tensor-only checkpoint: ``.safetensors``, or a torch file read with ``weights_only=True``
+    (pickles holding code are refused)."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(
+                f"{key}.checkpoint {path}: not a valid safetensors file ({exc})",
+                fix="write it with safetensors.torch.save_file(model.state_dict(), path)",
+            ) from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # not code, just bytes torch cannot parse
+            raise ModelError(
+                f"{key}.checkpoint {path}: cannot read: not a torch checkpoint file",
+                fix="give a file written by torch.save(model.state_dict(), path)",
+            ) from exc
         raise ModelError(
             f"{key}.checkpoint {path}: refused to load: the file holds Python objects, not only tensors "
             "(loading it could run arbitrary code)",

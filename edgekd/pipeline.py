@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -34,7 +36,7 @@ from edgekd._version import __version__
 from edgekd.artifacts import atomic_write_bytes, atomic_writer, sha256_file
 from edgekd.config import ModelConfig, ModelSpec, Strict, TargetConfig
 from edgekd.data.dataset import DataBundle
-from edgekd.errors import EdgekdError, PipelineError
+from edgekd.errors import STORAGE_ERRNOS, EdgekdError, PipelineError, storage_error
 from edgekd.progress import EventLog, TaskProgress, console
 
 
@@ -193,20 +195,35 @@ class Cache:
         state["dir"] = entry
         return state
 
-    def store(self, key: str, state: dict[str, Any], files: dict[str, Path]) -> None:
-        """Copy ``files`` (name -> source) and write state.json last, into a temp dir renamed into place."""
+    def store(self, key: str, state: dict[str, Any], files: dict[str, Path | bytes]) -> None:
+        """Write ``files`` (name -> source path or bytes) and state.json last into a temp dir, renamed into place.
+
+        Safe under concurrent compiles: the same key means the same inputs, so when another process
+        stored it first, its complete entry is kept and ours is dropped.
+        """
         entry = self.root / key
-        tmp = self.root / f".{key}.tmp-{time.time_ns()}"
-        tmp.mkdir(parents=True)
+        tmp = self.root / f".{key}.tmp-{os.getpid()}-{time.time_ns()}"
         try:
+            tmp.mkdir(parents=True)
             shas = {}
             for rel, src in files.items():
-                shutil.copyfile(src, tmp / rel)
+                if isinstance(src, bytes):
+                    (tmp / rel).write_bytes(src)
+                else:
+                    shutil.copyfile(src, tmp / rel)
                 shas[rel] = sha256_file(tmp / rel)
             _write_json(tmp / "state.json", {**state, "files": shas})
-            if entry.exists():
-                shutil.rmtree(entry)
-            tmp.rename(entry)
+            if entry.exists() and not (entry / "state.json").is_file():
+                shutil.rmtree(entry, ignore_errors=True)  # debris of a foreign or manual edit
+            try:
+                tmp.rename(entry)
+            except OSError:
+                if not (entry / "state.json").is_file():
+                    raise
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:
+                raise storage_error(exc, exc.filename or entry) from exc
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -291,12 +308,12 @@ class PassManager:
             "notes": ctx.notes,
             "student_spec": ctx.student_spec.model_dump(mode="json") if ctx.student_spec else None,
         }
-        with contextlib.ExitStack() as stack:
-            if ctx.student is not None:
-                tmpdir = stack.enter_context(_tempdir(self.cache.root))
-                torch.save(ctx.student.state_dict(), tmpdir / "student.pt")
-                files["student.pt"] = tmpdir / "student.pt"
-            self.cache.store(key, state, files)
+        stored: dict[str, Path | bytes] = dict(files)
+        if ctx.student is not None:
+            buffer = io.BytesIO()
+            torch.save(ctx.student.state_dict(), buffer)
+            stored["student.pt"] = buffer.getvalue()
+        self.cache.store(key, state, stored)
 
     def _restore(self, ctx: Context, p: Pass, state: dict[str, Any]) -> None:
         from edgekd.models import build, load_state_dict
@@ -321,16 +338,6 @@ class PassManager:
                 ctx.student.load_state_dict(load_state_dict(entry / "student.pt", "student"))
                 ctx.student.eval()
         ctx.events.emit("cache_hit", pass_=p.name, key=entry.name)
-
-
-@contextlib.contextmanager
-def _tempdir(root: Path) -> Iterator[Path]:
-    d = root / f".tmp-{time.time_ns()}"
-    d.mkdir(parents=True)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def write_manifest(ctx: Context, records: list[dict[str, Any]]) -> Path:

@@ -29,8 +29,13 @@ class EventLog:
         if self.path is None:
             return
         line = json.dumps({"t": round(time.time(), 3), "event": event, **fields}, default=str)
-        with self._lock, open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        try:
+            with self._lock, open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            from edgekd.errors import storage_error
+
+            raise storage_error(exc, self.path) from exc
 
 
 def _fmt(fields: dict[str, float]) -> str:

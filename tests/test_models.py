@@ -75,3 +75,16 @@ def test_input_shape_mismatch() -> None:
 
 
 assert pickle  # the module is used by the crafted file above
+
+
+def test_safetensors_checkpoint_loads_and_garbage_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    src = zoo.build("resnet", {"depth": 8, "width": 8})
+    save_file(src.state_dict(), str(tmp_path / "t.safetensors"))
+    dst = zoo.build("resnet", {"depth": 8, "width": 8})
+    load_weights(dst, tmp_path / "t.safetensors", "teacher")
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values(), strict=True))
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="not a valid safetensors file"):
+        load_weights(dst, tmp_path / "bad.safetensors", "teacher")

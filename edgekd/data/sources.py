@@ -70,12 +70,13 @@ def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
     out: Raw = {}
     classes: list[str] | None = None
     for split in ("train", "test"):
-        d = root / split
-        if not d.is_dir():
+        if not (root / split).is_dir():
             raise DataError(
                 f"{root}: no '{split}' folder",
                 fix="lay images out as <path>/train/<class>/*.png and <path>/test/<class>/*.png",
             )
+    for split in ("train", "test"):
+        d = root / split
         names = sorted(p.name for p in d.iterdir() if p.is_dir())
         classes = classes or names
         if names != classes:

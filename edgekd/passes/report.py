@@ -24,7 +24,8 @@ class Report(Pass):
 
     def run(self, ctx: Context) -> None:
         result = build_result(ctx, ctx.records)
-        with ctx.artifact("result_json", "result.json", "json", precision="-", backend="-") as tmp:
-            tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
         with ctx.artifact("report_md", "report.md", "markdown", precision="-", backend="-") as tmp:
             tmp.write_text(render_markdown(result))
+        # result.json is written last: pipelines take its presence as "the compile finished"
+        with ctx.artifact("result_json", "result.json", "json", precision="-", backend="-") as tmp:
+            tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
