@@ -29,7 +29,7 @@ class Strict(BaseModel):
 class ModelSpec(Strict):
     """An architecture from the zoo (``arch`` + ``params``), optionally with trained weights."""
 
-    arch: str = Field(description="zoo architecture name, e.g. resnet")
+    arch: str = Field(description="zoo architecture name (e.g. resnet) or 'package.module:function'")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
     checkpoint: Path | None = Field(default=None, description="state_dict file, relative to model.yaml")
 
@@ -38,9 +38,15 @@ class ModelSpec(Strict):
     def _known_arch(cls, v: str) -> str:
         from edgekd import zoo
 
+        if ":" in v:  # your own builder, "package.module:function", imported when the model is built
+            module, _, func = v.partition(":")
+            if not module or not func.isidentifier():
+                raise ValueError(f"arch {v!r} must look like 'package.module:function'")
+            return v
         if v not in zoo.names():
             raise ValueError(
-                f"unknown architecture {v!r}{_did_you_mean(v, zoo.names())}; known: {', '.join(zoo.names())}"
+                f"unknown architecture {v!r}{_did_you_mean(v, zoo.names())}; known: {', '.join(zoo.names())}, "
+                "or 'package.module:function' for your own builder"
             )
         return v
 

@@ -17,6 +17,11 @@ def build(spec: ModelSpec, key: str) -> nn.Module:
     """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors."""
     try:
         return zoo.build(spec.arch, spec.params)
+    except ImportError as exc:
+        raise ModelError(
+            f"{key}.arch: cannot import {spec.arch!r} ({exc})",
+            fix="make the module importable (install it or set PYTHONPATH) and check the function name",
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise ModelError(
             f"{key}: cannot build {spec.arch} with params {spec.params}: {exc}",

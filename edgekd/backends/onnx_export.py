@@ -39,13 +39,50 @@ def unsupported_operator(message: str) -> str | None:
     return None
 
 
-def _export_error(exc: BaseException, model_name: str, path: Path, opset: int) -> ExportError:
+def layer_calling(model: nn.Module, example: torch.Tensor, op: str) -> str | None:
+    """The module path (e.g. ``layer2.0.pool``) whose forward calls ``op`` (``aten::kthvalue``), found by
+    running the model once; ``""`` for the model's own forward; None if it is never called."""
+    name = op.split("::")[-1].split(".")[0].lstrip("_")
+    stack: list[str] = []
+    found: list[str] = []
+
+    class Spy(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "").lstrip("_") == name and not found:
+                found.append(stack[-1] if stack else "")
+            return func(*args, **(kwargs or {}))
+
+    def leave(_m: nn.Module, _i: object, _o: object) -> None:  # must return None: a value would replace the output
+        stack.pop()
+
+    hooks = []
+    for path, module in model.named_modules():
+        if path:
+            hooks.append(module.register_forward_pre_hook(lambda _m, _i, p=path: stack.append(p)))
+            hooks.append(module.register_forward_hook(leave))
+    try:
+        with torch.no_grad(), Spy():
+            model(example)
+    except Exception:
+        return None
+    finally:
+        for h in hooks:
+            h.remove()
+    return found[0] if found else None
+
+
+def _export_error(exc: BaseException, model_name: str, path: Path, opset: int, layer: str | None = None) -> ExportError:
     message = _ANSI.sub("", str(exc)).strip()
     op = unsupported_operator(message)
     if op is not None:
         other = "a lower opset (<= 17, legacy exporter)" if opset > LEGACY_MAX_OPSET else "opset 18+ (dynamo exporter)"
+        where = (
+            ""
+            if layer is None
+            else (f" (called in layer '{layer}')" if layer else f" (called in {model_name}.forward)")
+        )
         return ExportError(
-            f"cannot export {model_name} to {path}: operator '{op}' has no ONNX translation at opset {opset}",
+            f"cannot export {model_name} to {path}: operator '{op}'{where} has no ONNX translation at opset {opset}",
             fix=f"try {other} via lower.opset in model.yaml, replace the layer that calls '{op}' with "
             "ONNX-friendly ops, or pick a target with another backend (e.g. TFLite, PyTorch Mobile)",
         )
@@ -86,7 +123,9 @@ def export_onnx(
             except ExportError:
                 raise
             except Exception as exc:
-                raise _export_error(exc, model_name, out, opset) from exc
+                op = unsupported_operator(str(exc))
+                layer = layer_calling(model, example, op) if op else None
+                raise _export_error(exc, model_name, out, opset, layer) from exc
             try:
                 onnx.checker.check_model(str(tmp), full_check=True)
             except Exception as exc:

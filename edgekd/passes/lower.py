@@ -45,8 +45,10 @@ class Lower(Pass):
         assert ctx.student is not None
         ctx.student.eval()
         x = ctx.data.test.x
-        with ctx.artifact("onnx", "student.onnx", "onnx", precision="fp32", backend="onnx") as tmp:
-            export_onnx(ctx.student, x[:1], tmp, opset=c.opset, dynamic_batch=c.dynamic_batch)
+        path = export_onnx(
+            ctx.student, x[:1], ctx.run_dir / "student.onnx", opset=c.opset, dynamic_batch=c.dynamic_batch
+        )
+        ctx.add_artifact("onnx", path, "onnx", precision="fp32", backend="onnx")  # export_onnx writes atomically
         for backend in ctx.target.backends:
             if backend != "onnx":
                 ctx.note(

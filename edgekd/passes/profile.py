@@ -37,8 +37,8 @@ class Profile(Pass):
         tp = ctx.target.profile
         threads = c.threads or ctx.target.runtime.threads
         if c.include_teacher:
-            with ctx.artifact("teacher_onnx", "teacher.onnx", "onnx", precision="fp32", backend="onnx") as tmp:
-                export_onnx(ctx.teacher, ctx.data.test.x[:1], tmp)
+            path = export_onnx(ctx.teacher, ctx.data.test.x[:1], ctx.run_dir / "teacher.onnx")  # written atomically
+            ctx.add_artifact("teacher_onnx", path, "onnx", precision="fp32", backend="onnx")
         arts = [a for a in ctx.artifacts.values() if a.kind == "onnx"]
         if ctx.target.is_host:
             where = f"measured on host ({platform.machine()}, ONNX Runtime)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +24,25 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def resolve(arch: str) -> Builder:
+    """The builder of a zoo name, or of ``package.module:function`` (imported here, on demand)."""
+    if ":" in arch:
+        module, _, func = arch.partition(":")
+        builder = getattr(importlib.import_module(module), func, None)
+        if builder is None:
+            raise ImportError(f"module {module!r} has no attribute {func!r}")
+        if not callable(builder):
+            raise TypeError(f"{arch} is not callable")
+        return builder
+    return _REGISTRY[arch]
+
+
 def build(arch: str, params: dict[str, Any] | None = None) -> nn.Module:
-    """Build ``arch`` with keyword ``params``; raises KeyError/TypeError/ValueError on bad input."""
-    return _REGISTRY[arch](**(params or {}))
+    """Build ``arch`` with keyword ``params``; raises ImportError/KeyError/TypeError/ValueError on bad input."""
+    model = resolve(arch)(**(params or {}))
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{arch} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 __all__ = ["CifarResNet", "build", "names", "register", "resnet"]

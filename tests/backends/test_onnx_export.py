@@ -106,3 +106,13 @@ def test_unsupported_operator_parsing() -> None:
     assert unsupported_operator(legacy) == "aten::linalg_eigh"
     assert unsupported_operator(dynamo) == "aten._linalg_eigh"
     assert unsupported_operator("CUDA out of memory") is None
+
+
+def test_unsupported_operator_names_the_layer_that_calls_it(tmp_path: Path) -> None:
+    class Pool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.kthvalue(x.flatten(1), 2, dim=1).values[:, None].expand(-1, 10)
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Sequential(torch.nn.ReLU(), Pool()))
+    with pytest.raises(ExportError, match=r"operator 'aten::kthvalue' \(called in layer '1\.1'\)"):
+        export_onnx(model, torch.randn(1, 1, 8, 8), tmp_path / "m.onnx")

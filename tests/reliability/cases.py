@@ -145,6 +145,33 @@ def _profile_broken_onnx(folder: Path) -> list[str]:
     return ["profile", str(folder / "model.onnx"), "--runs", "2", "--warmup", "0"]
 
 
+KTH_NET = """
+import torch
+from torch import nn
+
+
+class KthNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = self.conv(x).flatten(2)
+        return self.fc(torch.kthvalue(y, 3, dim=2).values)  # no ONNX translation of aten::kthvalue
+
+
+def build():
+    return KthNet()
+"""
+
+
+def _student_with_unsupported_op(cfg: dict, folder: Path) -> None:
+    (folder / "kth_student_net.py").write_text(KTH_NET)
+    cfg["student"] = {"arch": "kth_student_net:build", "params": {}}
+    cfg["passes"] = [{"distill": {"epochs": 1}}, {"lower": {}}]
+
+
 def _image_folder_without_test(cfg: dict, folder: Path) -> None:
     (folder / "imgs" / "train" / "a").mkdir(parents=True)
     cfg["data"] = {"source": "image-folder", "path": str(folder / "imgs")}
@@ -353,6 +380,21 @@ CASES: list[Case] = [
         "DataError",
         ("cannot import 'no_such_mod_xyz:load'",),
         _with(_set("data", {"source": "callable", "callable": "no_such_mod_xyz:load"})),
+    ),
+    Case(
+        "custom-arch-import",
+        "a student builder module that does not exist",
+        "ModelError",
+        ("student.arch: cannot import 'no_such_pkg_xyz.nets:small'", "PYTHONPATH"),
+        _with(_set("student", {"arch": "no_such_pkg_xyz.nets:small"})),
+    ),
+    Case(
+        "export-unsupported-op",
+        "a student using an operator ONNX cannot express",
+        "ExportError",
+        ("student.onnx: operator 'aten::kthvalue' (called in KthNet.forward) has no ONNX translation", "lower.opset"),
+        _with(_student_with_unsupported_op),
+        creates_run=True,
     ),
     Case(
         "order-quantize-after-lower",

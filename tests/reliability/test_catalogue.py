@@ -37,6 +37,7 @@ def _run_in_subprocess(args: list[str], cwd: Path, fsize_limit: int) -> tuple[in
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # where cases write their own model builders
     args = case.setup(tmp_path)
     if case.fsize_limit:
         code, err = _run_in_subprocess(args, tmp_path, case.fsize_limit)
