@@ -138,6 +138,8 @@ def compile(
         if cfg.student.checkpoint is not None:
             load_weights(student, cfg.resolve(cfg.student.checkpoint), "student")
         check_input(student, cfg.data.input_shape, cfg.data.num_classes, "student")
+    for i, p in enumerate(plan[1 : 1 + len(cfg.passes)]):
+        p.check(f"passes[{i}].{p.name}", teacher, student)
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
 
     run_dir = _run_dir(out, cfg, resume)

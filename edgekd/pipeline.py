@@ -131,6 +131,10 @@ class Pass:
     def __init__(self, config: BaseModel) -> None:
         self.config = config
 
+    def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
+        """Checks that need the built models (e.g. layer names), run before anything is written.
+        ``where`` is the pass's YAML path (``passes[0].distill``); raise a ConfigError naming it."""
+
     def run(self, ctx: Context) -> None:
         raise NotImplementedError
 

@@ -43,11 +43,14 @@ calibration:
   method: minmax             # minmax | entropy | percentile
 
 passes:
-  - distill:                 # CE + Hinton KD from the teacher
+  - distill:                 # a weighted sum of named loss terms (edgekd.kd.losses)
       epochs: 5
-      lr: 0.1
-      temperature: 4
-      alpha: 0.9             # weight of KD; CE gets 1 - alpha
+      optimizer: {lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4}
+      loss:
+        ce: 0.1
+        kd: {weight: 0.9, temperature: 4}
+        # fitnet: {weight: 10, pairs: [{student: layer3, teacher: layer3}]}
+      init: random           # inherit: copy teacher weights where shapes allow
   - quantize:
       precision: int8        # int8 | fp16 | fp32; activation type follows the target
   - lower:                   # ONNX export + parity check against PyTorch on held-out images

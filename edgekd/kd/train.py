@@ -55,6 +55,7 @@ class TrainSettings:
     flip: bool = True
     seed: int = 0
     threads: int | None = None
+    patience: int | None = None  # stop after this many epochs without a better validation accuracy
 
 
 @dataclass
@@ -63,6 +64,7 @@ class TrainHistory:
     best_epoch: int = -1
     best_val_accuracy: float = float("nan")
     seconds: float = 0.0
+    stopped_early: bool = False
 
 
 @torch.no_grad()
@@ -99,8 +101,12 @@ def train(
     val: Split | None = None,
     progress: ProgressSink | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    extra_params: list[nn.Parameter] | None = None,
 ) -> TrainHistory:
-    """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy."""
+    """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy.
+
+    ``extra_params`` (e.g. FitNets regressors) are optimised with the model but not part of it.
+    """
     if len(data) == 0:
         raise TrainingError("the training split is empty", fix="check data.* in model.yaml (fraction, limits, path)")
     progress = progress or NullProgress()
@@ -109,7 +115,7 @@ def train(
     gen = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     opt = torch.optim.SGD(
-        model.parameters(),
+        [*model.parameters(), *(extra_params or [])],
         lr=settings.lr,
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,
@@ -163,6 +169,13 @@ def train(
         progress.finish(**{k: v for k, v in record.items() if k != "epoch"})
         if on_epoch:
             on_epoch(record)
+        if (
+            settings.patience is not None
+            and history.best_epoch > 0
+            and epoch + 1 - history.best_epoch >= settings.patience
+        ):
+            history.stopped_early = True
+            break
     model.load_state_dict(best_state)
     model.eval()
     history.seconds = time.perf_counter() - start

@@ -1,47 +1,116 @@
-"""distill: train the student from the teacher with CE + Hinton KD (temperature-scaled, T^2-weighted)."""
+"""distill: train the student from the teacher with a weighted sum of named loss terms.
+
+```yaml
+- distill:
+    epochs: 30
+    optimizer: {lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4}
+    schedule: cosine
+    loss:
+      ce: 1.0
+      kd: {weight: 0.9, temperature: 4}
+      fitnet: {weight: 100, pairs: [{student: layer2, teacher: layer3}]}
+```
+Terms: see :mod:`edgekd.kd.losses` (ce, kd, dkd, dist, sinkhorn, fitnet, at, sp, rkd,
+diswot_semantic, diswot_relation, minilm). Layer names are module paths, checked before anything runs.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import inspect
+from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
+from torch import nn
 
-from edgekd.config import Strict
+from edgekd.config import Strict, _did_you_mean
+from edgekd.data.dataset import Split
+from edgekd.errors import ConfigError
+from edgekd.kd.inherit import inherit
+from edgekd.kd.losses import TERMS, Batch, FitNet, Term, build_term
+from edgekd.kd.pairing import capture, check_layer
 from edgekd.kd.train import TrainSettings, accuracy, predict, train
 from edgekd.models import count_params
 from edgekd.pipeline import Context, Pass
 from edgekd.registry import register_pass
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton et al. 2015: KL(softmax(t/T) || softmax(s/T)) * T^2 (the T^2 keeps gradients comparable to CE)."""
-    t = temperature
-    return (
-        F.kl_div(
-            F.log_softmax(student_logits / t, 1),
-            F.log_softmax(teacher_logits / t, 1),
-            reduction="batchmean",
-            log_target=True,
-        )
-        * t
-        * t
-    )
+class Optimizer(Strict):
+    name: Literal["sgd"] = "sgd"
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+
+
+class LayerPair(Strict):
+    student: str
+    teacher: str
+
+
+def _term_settings(name: str, value: Any) -> dict[str, Any]:
+    """Validate one loss entry: a number (its weight) or a mapping with weight, pairs and the term's options."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = {"weight": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: give a weight (number) or a mapping {{weight: ..., ...}}, not {value!r}")
+    settings = dict(value)
+    weight = settings.pop("weight", 1.0)
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
+        raise ValueError(f"{name}.weight: must be a number >= 0, got {weight!r}")
+    builder, needs_pairs = TERMS[name]
+    allowed = [p for p in inspect.signature(builder).parameters if p != "pairs"]
+    if needs_pairs:
+        pairs = settings.pop("pairs", None)
+        if not pairs:
+            raise ValueError(f"{name}.pairs: required, e.g. [{{student: layer3, teacher: layer3}}]")
+        settings["pairs"] = [LayerPair.model_validate(p).model_dump() for p in pairs]
+    for key, v in settings.items():
+        if key != "pairs" and key not in allowed:
+            raise ValueError(
+                f"{name}.{key}: unknown option{_did_you_mean(key, allowed)}; "
+                f"options: weight{', pairs' if needs_pairs else ''}{''.join(', ' + a for a in allowed)}"
+            )
+        if key != "pairs" and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise ValueError(f"{name}.{key}: must be a number, got {v!r}")
+    return {"weight": float(weight), **settings}
 
 
 class DistillConfig(Strict):
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=0.1, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=5e-4, ge=0)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
-    temperature: float = Field(default=4.0, gt=0)
-    alpha: float = Field(default=0.9, ge=0, le=1, description="weight of the KD term; CE gets 1 - alpha")
+    loss: dict[str, Any] = Field(default_factory=lambda: {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4.0}})
+    init: Literal["random", "inherit"] = Field(
+        default="random", description="inherit: copy teacher weights where shapes allow"
+    )
+    labels: Literal["given", "teacher"] = Field(default="given", description="teacher: train on the teacher's argmax")
+    fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used")
     augment: bool = True
+    early_stop: int | None = Field(default=None, ge=1, description="patience in epochs on validation accuracy")
     seed: int | None = None
     threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_terms(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            raise ValueError("loss: name at least one term, e.g. {ce: 1.0}")
+        out = {}
+        for name, value in v.items():
+            if name not in TERMS:
+                raise ValueError(
+                    f"unknown loss term {name!r}{_did_you_mean(name, list(TERMS))}; terms: {', '.join(TERMS)}"
+                )
+            out[name] = _term_settings(name, value)
+        if not any(t["weight"] > 0 for t in out.values()):
+            raise ValueError("every term has weight 0")
+        return out
+
+
+def _pairs(cfg: DistillConfig) -> list[tuple[str, str, str]]:
+    """(term name, student layer, teacher layer) for every pair the loss names."""
+    return [(name, p["student"], p["teacher"]) for name, t in cfg.loss.items() for p in t.get("pairs", [])]
 
 
 @register_pass
@@ -55,60 +124,118 @@ class Distill(Pass):
     }
     changes_student = True
 
+    def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
+        c: DistillConfig = self.config  # type: ignore[assignment]
+        problems = []
+        index: dict[str, int] = {}
+        for term, s, t in _pairs(c):
+            i = index[term] = index.get(term, -1) + 1
+            base = f"{where}.loss.{term}.pairs[{i}]"
+            if student is not None and (p := check_layer(student, s, f"{base}.student", "student")):
+                problems.append(p)
+            if p := check_layer(teacher, t, f"{base}.teacher", "teacher"):
+                problems.append(p)
+        if problems:
+            raise ConfigError(
+                f"{len(problems)} layer name problem(s)\n  " + "\n  ".join(problems),
+                fix="layer names are module paths (print(model) shows them)",
+                problems=problems,
+            )
+
     def run(self, ctx: Context) -> None:
         c: DistillConfig = self.config  # type: ignore[assignment]
         assert ctx.student is not None
-        teacher, student, data = ctx.teacher, ctx.student, ctx.data
+        teacher, student = ctx.teacher, ctx.student
+        seed = ctx.config.seed if c.seed is None else c.seed
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        cached_teacher = None
-        if not c.augment:  # inputs never change: one teacher pass over the data serves every epoch
-            cached_teacher = predict(teacher, data.train.x)
+        metrics: dict[str, Any] = {"loss": c.loss, "init": c.init, "labels": c.labels, "fraction": c.fraction}
+        if c.init == "inherit":
+            metrics["inherited"] = inherit(student, teacher)
+            if metrics["inherited"]["copied"] + metrics["inherited"]["sliced"] == 0:
+                ctx.note("distill.init inherit: no teacher tensor fits the student; it stays randomly initialised")
 
-        def loss(logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-            if cached_teacher is not None:
-                t_logits = cached_teacher[idx]
-            else:
+        train_split = ctx.data.train
+        if c.fraction < 1:
+            g = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * c.fraction))]
+            train_split = Split(train_split.x[keep], train_split.y[keep])
+
+        terms = {name: build_term(name, {k: v for k, v in s.items() if k != "weight"}) for name, s in c.loss.items()}
+        weights = {name: s["weight"] for name, s in c.loss.items()}
+        pairs = sorted({(s, t) for _, s, t in _pairs(c)})
+        store_s: dict[str, Any] = {}
+        store_t: dict[str, Any] = {}
+        per_batch_teacher = c.augment or bool(pairs)
+        cached = None if per_batch_teacher else predict(teacher, train_split.x)
+
+        extra: list[nn.Parameter] = []
+        with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
+            fitnets = [t for t in terms.values() if isinstance(t, FitNet)]
+            if fitnets:  # probe once so the regressors exist (with the right shapes) before the optimizer
+                probe = train_split.x[:2]
                 with torch.no_grad():
-                    t_logits = teacher(x)
-            terms = {}
-            if c.alpha < 1:
-                terms["ce"] = (1 - c.alpha) * F.cross_entropy(logits, y)
-            if c.alpha > 0:
-                terms["kd"] = c.alpha * kd_loss(logits, t_logits, c.temperature)
-            return terms
+                    was = student.training
+                    student.eval()
+                    student(probe)
+                    student.train(was)
+                    teacher(probe)
+                for f in fitnets:
+                    f.build({(s, t): (store_s[s].shape, store_t[t].shape) for s, t in f.pairs})
+            for term in terms.values():
+                extra += list(term.parameters())
 
-        settings = TrainSettings(
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            momentum=c.momentum,
-            weight_decay=c.weight_decay,
-            schedule=c.schedule,
-            augment=c.augment,
-            seed=ctx.config.seed if c.seed is None else c.seed,
-            threads=c.threads,
+            def loss(
+                logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, x: torch.Tensor
+            ) -> dict[str, torch.Tensor]:
+                if cached is not None:
+                    t_logits = cached[idx]
+                else:
+                    with torch.no_grad():
+                        t_logits = teacher(x)
+                labels = t_logits.argmax(1) if c.labels == "teacher" else y
+                batch = Batch(logits, t_logits, labels, {(s, t): (store_s[s], store_t[t]) for s, t in pairs})
+                return {name: weights[name] * term(batch) for name, term in terms.items() if weights[name] > 0}
+
+            settings = TrainSettings(
+                epochs=c.epochs,
+                batch_size=c.batch_size,
+                lr=c.optimizer.lr,
+                momentum=c.optimizer.momentum,
+                weight_decay=c.optimizer.weight_decay,
+                schedule=c.schedule,
+                augment=c.augment,
+                seed=seed,
+                threads=c.threads,
+                patience=c.early_stop,
+            )
+            student.train()
+            for term in terms.values():
+                term.train()
+            history = train(
+                student,
+                train_split,
+                loss,
+                settings,
+                val=ctx.data.val,
+                progress=ctx.progress("distill"),
+                on_epoch=lambda rec: ctx.events.emit("epoch", pass_="distill", **rec),
+                extra_params=extra,
+            )
+        test_acc = accuracy(student, ctx.data.test)
+        metrics.update(
+            {
+                "epochs": history.epochs,
+                "best_epoch": history.best_epoch,
+                "stopped_early": history.stopped_early,
+                "val_accuracy": history.best_val_accuracy,
+                "test_accuracy": test_acc,
+                "seconds": round(history.seconds, 1),
+                "train_samples": len(train_split),
+            }
         )
-        student.train()
-        history = train(
-            student,
-            data.train,
-            loss,
-            settings,
-            val=data.val,
-            progress=ctx.progress("distill"),
-            on_epoch=lambda rec: ctx.events.emit("epoch", pass_="distill", **rec),
-        )
-        test_acc = accuracy(student, data.test)
-        ctx.metrics["distill"] = {
-            "epochs": history.epochs,
-            "best_epoch": history.best_epoch,
-            "val_accuracy": history.best_val_accuracy,
-            "test_accuracy": test_acc,
-            "seconds": round(history.seconds, 1),
-            "train_samples": len(data.train),
-        }
+        ctx.metrics["distill"] = metrics
         ctx.stages.append(
             {
                 "stage": "distill",
@@ -118,3 +245,6 @@ class Distill(Pass):
                 "measured": "PyTorch on host, test split",
             }
         )
+
+
+__all__ = ["Distill", "DistillConfig", "Term"]

@@ -51,3 +51,16 @@ def test_empty_training_split() -> None:
             lambda *a: {},
             TrainSettings(epochs=1),
         )
+
+
+def test_early_stop_when_validation_stops_improving() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 2))
+    data = _data()
+    hist = train(
+        model,
+        data,
+        lambda z, y, i, x: {"zero": z.sum() * 0.0},
+        TrainSettings(epochs=6, batch_size=32, augment=False, patience=2),
+        val=data,
+    )
+    assert hist.stopped_early and len(hist.epochs) == 3 and hist.best_epoch == 1
