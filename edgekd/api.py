@@ -112,6 +112,7 @@ def compile(
     use_cache: bool = True,
     quiet: bool = False,
     overrides: list[str] | None = None,
+    nproc: int | None = None,
 ) -> CompileResult:
     """Validate everything, then run the passes of ``config`` for ``target`` into ``out/<run-id>/``.
 
@@ -119,8 +120,15 @@ def compile(
     are restored from ``out/.cache`` after their files' sha256 are verified. ``use_cache=False``
     recomputes every pass (results are still cached for a later ``resume``). ``overrides`` are
     ``KEY=VALUE`` strings applied to the YAML before validation (``edgekd compile --set``).
+    ``nproc`` runs every distill pass data-parallel in that many processes (``--nproc``).
     """
     cfg = config if isinstance(config, ModelConfig) else load_model_config(config, overrides)
+    if nproc is not None:
+        if nproc < 1:
+            raise PipelineError(f"--nproc {nproc}: must be >= 1", fix="give the number of training processes")
+        for entry in cfg.passes:
+            if entry.name == "distill":
+                entry.config.nproc = nproc
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
     plan = _plan(cfg)
     out = Path(out)

@@ -20,7 +20,14 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     if a.resume is not None:
         resume = True if a.resume == "latest" else a.resume
     res = api.compile(
-        a.config, target=a.target, out=a.out, resume=resume, use_cache=not a.no_cache, quiet=a.quiet, overrides=a.set
+        a.config,
+        target=a.target,
+        out=a.out,
+        resume=resume,
+        use_cache=not a.no_cache,
+        quiet=a.quiet,
+        overrides=a.set,
+        nproc=a.nproc,
     )
     if a.json:
         print(json.dumps(res.result, indent=2))
@@ -106,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the latest run of this config, or RUN_DIR; finished passes are not re-run",
     )
     c.add_argument("--no-cache", action="store_true", help="re-run every pass even when a cached result exists")
+    c.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run distill data-parallel in N processes (DistributedDataParallel; gloo on CPU)",
+    )
     c.add_argument(
         "--set",
         action="append",

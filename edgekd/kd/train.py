@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from edgekd.data.augment import random_crop_flip
@@ -121,7 +122,16 @@ def train(
         weight_decay=settings.weight_decay,
         nesterov=settings.momentum > 0,
     )
-    steps_per_epoch = math.ceil(len(data) / settings.batch_size)
+    # data parallel (torch.distributed initialised, e.g. DDP workers): every rank draws the same
+    # permutation and takes its own equal shard of it, as DistributedSampler does
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    shard = len(data) // world if world > 1 else len(data)
+    if shard == 0:
+        raise TrainingError(
+            f"{len(data)} training images cannot be split over {world} processes",
+            fix="use fewer processes (distill.nproc)",
+        )
+    steps_per_epoch = math.ceil(shard / settings.batch_size)
     sched = _scheduler(opt, settings, steps_per_epoch * settings.epochs)
     history = TrainHistory()
     best_state = copy.deepcopy(model.state_dict())
@@ -129,6 +139,8 @@ def train(
     for epoch in range(settings.epochs):
         model.train()
         order = torch.randperm(len(data), generator=gen)
+        if world > 1:
+            order = order[: shard * world][rank::world]
         progress.start(f"epoch {epoch + 1}/{settings.epochs}", steps_per_epoch)
         sums: dict[str, float] = {}
         seen = 0
@@ -149,6 +161,11 @@ def train(
                 )
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if world > 1:  # parameters outside the DDP model (e.g. FitNets regressors): average by hand
+                for p in extra_params or []:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world
             opt.step()
             sched.step()
             seen += len(idx)
@@ -156,6 +173,9 @@ def train(
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
             progress.advance(1, loss=float(total.detach()))
         record = {"epoch": float(epoch + 1), **{f"loss_{k}": v / seen for k, v in sums.items()}}
+        if world > 1:  # BN statistics differ per shard: every rank continues with rank 0's
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
         if val is not None and len(val):
             record["val_accuracy"] = accuracy(model, val)
             if not (record["val_accuracy"] <= history.best_val_accuracy):  # first epoch or better

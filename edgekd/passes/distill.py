@@ -26,10 +26,12 @@ from torch import nn
 from edgekd.config import Strict, _did_you_mean
 from edgekd.data.dataset import Split
 from edgekd.errors import ConfigError
+from edgekd.kd.distributed import fit_distributed
 from edgekd.kd.inherit import inherit
-from edgekd.kd.losses import TERMS, Batch, FitNet, Term, build_term
-from edgekd.kd.pairing import capture, check_layer
-from edgekd.kd.train import TrainSettings, accuracy, predict, train
+from edgekd.kd.losses import TERMS, Term
+from edgekd.kd.objective import Recipe, fit
+from edgekd.kd.pairing import check_layer
+from edgekd.kd.train import TrainSettings, accuracy
 from edgekd.models import count_params
 from edgekd.pipeline import Context, Pass
 from edgekd.registry import register_pass
@@ -88,6 +90,7 @@ class DistillConfig(Strict):
     fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used")
     augment: bool = True
     early_stop: int | None = Field(default=None, ge=1, description="patience in epochs on validation accuracy")
+    nproc: int = Field(default=1, ge=1, le=64, description="data-parallel processes (DDP, gloo on CPU)")
     seed: int | None = None
     threads: int | None = Field(default=None, ge=1)
 
@@ -162,43 +165,11 @@ class Distill(Pass):
             keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * c.fraction))]
             train_split = Split(train_split.x[keep], train_split.y[keep])
 
-        terms = {name: build_term(name, {k: v for k, v in s.items() if k != "weight"}) for name, s in c.loss.items()}
-        weights = {name: s["weight"] for name, s in c.loss.items()}
-        pairs = sorted({(s, t) for _, s, t in _pairs(c)})
-        store_s: dict[str, Any] = {}
-        store_t: dict[str, Any] = {}
-        per_batch_teacher = c.augment or bool(pairs)
-        cached = None if per_batch_teacher else predict(teacher, train_split.x)
-
-        extra: list[nn.Parameter] = []
-        with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
-            fitnets = [t for t in terms.values() if isinstance(t, FitNet)]
-            if fitnets:  # probe once so the regressors exist (with the right shapes) before the optimizer
-                probe = train_split.x[:2]
-                with torch.no_grad():
-                    was = student.training
-                    student.eval()
-                    student(probe)
-                    student.train(was)
-                    teacher(probe)
-                for f in fitnets:
-                    f.build({(s, t): (store_s[s].shape, store_t[t].shape) for s, t in f.pairs})
-            for term in terms.values():
-                extra += list(term.parameters())
-
-            def loss(
-                logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, x: torch.Tensor
-            ) -> dict[str, torch.Tensor]:
-                if cached is not None:
-                    t_logits = cached[idx]
-                else:
-                    with torch.no_grad():
-                        t_logits = teacher(x)
-                labels = t_logits.argmax(1) if c.labels == "teacher" else y
-                batch = Batch(logits, t_logits, labels, {(s, t): (store_s[s], store_t[t]) for s, t in pairs})
-                return {name: weights[name] * term(batch) for name, term in terms.items() if weights[name] > 0}
-
-            settings = TrainSettings(
+        recipe = Recipe(
+            loss=c.loss,
+            labels=c.labels,
+            augment=c.augment,
+            settings=TrainSettings(
                 epochs=c.epochs,
                 batch_size=c.batch_size,
                 lr=c.optimizer.lr,
@@ -209,19 +180,35 @@ class Distill(Pass):
                 seed=seed,
                 threads=c.threads,
                 patience=c.early_stop,
-            )
-            student.train()
-            for term in terms.values():
-                term.train()
-            history = train(
-                student,
+            ),
+        )
+        if c.nproc > 1:
+            assert ctx.student_spec is not None
+            state, history, agreement = fit_distributed(
+                c.nproc,
+                recipe,
+                ctx.config.teacher,
+                teacher.state_dict(),
+                ctx.student_spec,
+                student.state_dict(),
                 train_split,
-                loss,
-                settings,
-                val=ctx.data.val,
-                progress=ctx.progress("distill"),
-                on_epoch=lambda rec: ctx.events.emit("epoch", pass_="distill", **rec),
-                extra_params=extra,
+                ctx.data.val,
+                ctx.events.path,
+                ctx.quiet,
+            )
+            student.load_state_dict(state)
+            student.eval()
+            metrics["distributed"] = {"processes": c.nproc, "backend": "gloo", **agreement}
+        else:
+            history = fit(
+                student,
+                student,
+                teacher,
+                train_split,
+                ctx.data.val,
+                recipe,
+                ctx.progress("distill"),
+                lambda rec: ctx.events.emit("epoch", pass_="distill", **rec),
             )
         test_acc = accuracy(student, ctx.data.test)
         metrics.update(
