@@ -39,13 +39,22 @@ def main() -> None:
         t0 = time.perf_counter()
         res = edgekd.compile(CONFIG, out=args.out, overrides=overrides, nproc=nproc, use_cache=False, quiet=True)
         d = res.metrics["distill"]
-        results[f"nproc_{nproc}"] = {"compile_wall_seconds": round(time.perf_counter() - t0, 1),
-                                     "distill_seconds": d["seconds"], "test_accuracy": d["test_accuracy"],
-                                     "distributed": d.get("distributed")}
+        results[f"nproc_{nproc}"] = {
+            "compile_wall_seconds": round(time.perf_counter() - t0, 1),
+            "distill_seconds": d["seconds"],
+            "test_accuracy": d["test_accuracy"],
+            "distributed": d.get("distributed"),
+        }
         print(nproc, results[f"nproc_{nproc}"], flush=True)
-    doc = {"benchmark": "ddp", "command": "python benchmarks/ddp.py " + " ".join(sys.argv[1:]),
-           "cores": os.cpu_count(), "train_images": args.train, "epochs": args.epochs, "results": results,
-           "speedup_2_over_1": results["nproc_1"]["distill_seconds"] / results["nproc_2"]["distill_seconds"]}
+    doc = {
+        "benchmark": "ddp",
+        "command": "python benchmarks/ddp.py " + " ".join(sys.argv[1:]),
+        "cores": os.cpu_count(),
+        "train_images": args.train,
+        "epochs": args.epochs,
+        "results": results,
+        "speedup_2_over_1": results["nproc_1"]["distill_seconds"] / results["nproc_2"]["distill_seconds"],
+    }
     atomic_write_bytes(OUT, (json.dumps(doc, indent=2) + "\n").encode())
 
 

@@ -143,3 +143,33 @@ def test_fraction_and_teacher_labels(tmp_path: Path) -> None:
     res = _compile(tmp_path, {"epochs": 1, "fraction": 0.25, "labels": "teacher", "loss": {"ce": 1.0}})
     d = res.metrics["distill"]
     assert d["train_samples"] == 128 and d["labels"] == "teacher"
+
+
+def test_minilm_distills_a_small_transformer(tmp_path: Path) -> None:
+    from edgekd import zoo
+
+    teacher_params = {"dim": 32, "depth": 3, "heads": 2}
+    torch.manual_seed(0)
+    torch.save(zoo.build("tests.kd.tiny_vit:build", teacher_params).state_dict(), tmp_path / "vit.pt")
+    cfg = tiny_config(
+        tmp_path,
+        passes=[
+            {
+                "distill": {
+                    "epochs": 1,
+                    "batch_size": 64,
+                    "augment": False,
+                    "loss": {
+                        "ce": 1.0,
+                        "minilm": {"weight": 1.0, "pairs": [{"student": "blocks.1.attn", "teacher": "blocks.2.attn"}]},
+                    },
+                }
+            }
+        ],
+    )
+    cfg["teacher"] = {"arch": "tests.kd.tiny_vit:build", "params": teacher_params, "checkpoint": "vit.pt"}
+    cfg["student"] = {"arch": "tests.kd.tiny_vit:build", "params": {"dim": 16, "depth": 2, "heads": 2}}
+    res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
+    epoch = res.metrics["distill"]["epochs"][0]
+    assert epoch["loss_minilm"] > 0 and epoch["loss_ce"] > 0
+    assert res.metrics["student"]["arch"] == "tests.kd.tiny_vit:build"
