@@ -1,0 +1,1 @@
+"""Training-free student search: zero-cost proxies (DisWOT and baselines)."""

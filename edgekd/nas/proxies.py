@@ -1,0 +1,204 @@
+"""Zero-cost proxies that score an untrained candidate network on one real batch.
+
+DisWOT (Dong, Li, Wei, CVPR 2023) scores a candidate student against the teacher, both freshly
+initialised (conv/linear weights N(0, 1), biases 0, BN gamma 1 beta 0), on one real mini-batch:
+
+* semantic distance: g = dCE/dW_fc (K x C) for each network; per class G_k = g_k g_k^T (C x C),
+  row-wise L2-normalised; M_s = sum_k ||G_k^S - G_k^T||_F^2 / (C K). This needs C_S = C_T. When the
+  widths differ we compare the K x K class-relation matrices g g^T (row-normalised) instead,
+  M_s = ||R^S - R^T||_F^2 / K^2 -- a documented choice: it keeps the class-to-class structure the
+  per-class Grams encode and is defined for any widths;
+* relation distance: A = features before global pooling (N x D), G = A A^T row-normalised,
+  M_r = ||G^T - G^S||_F^2 / N^2;
+* score = -(M_s + M_r): higher is better.
+
+Baselines, same interface: params, macs, grad_norm, snip, synflow, naswot, zen. Models follow the
+zoo protocol: ``features(x)`` returns the map before pooling and ``fc`` is the classifier.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekd.errors import ModelError
+from edgekd.models import count_macs, count_params
+
+
+@dataclass
+class ProbeBatch:
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+
+
+def _check_protocol(model: nn.Module, what: str) -> None:
+    if not hasattr(model, "features") or not isinstance(getattr(model, "fc", None), nn.Linear):
+        raise ModelError(
+            f"{what} {type(model).__name__} has no features(x) method and fc classifier",
+            fix="search spaces use zoo architectures (e.g. resnet), which provide both",
+        )
+
+
+@torch.no_grad()
+def gaussian_init(model: nn.Module) -> nn.Module:
+    """DisWOT/Zen initialisation: conv and linear weights N(0, 1), biases 0, BN gamma 1, beta 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def _fc_grad_and_features(model: nn.Module, batch: ProbeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    feats = model.features(batch.x)  # type: ignore[operator]
+    logits = model.fc(feats.flatten(2).mean(2))  # type: ignore[operator]
+    F.cross_entropy(logits, batch.y).backward()
+    return model.fc.weight.grad.detach().clone(), feats.detach().flatten(1)  # type: ignore[union-attr]
+
+
+def _row_normalise(m: torch.Tensor) -> torch.Tensor:
+    return F.normalize(m, dim=-1)
+
+
+def diswot_distances(student: nn.Module, teacher: nn.Module, batch: ProbeBatch) -> tuple[float, float]:
+    """(M_s, M_r) of freshly (gaussian) initialised copies; the models passed in are not changed."""
+    _check_protocol(student, "student")
+    _check_protocol(teacher, "teacher")
+    g_s, a_s = _fc_grad_and_features(gaussian_init(copy.deepcopy(student)), batch)
+    g_t, a_t = _fc_grad_and_features(gaussian_init(copy.deepcopy(teacher)), batch)
+    return semantic_distance(g_s, g_t), relation_distance(a_s, a_t)
+
+
+def semantic_distance(g_s: torch.Tensor, g_t: torch.Tensor) -> float:
+    """M_s from the classifier gradients (K x C each); K x K class relations when the widths differ."""
+    k = g_s.shape[0]
+    if g_s.shape == g_t.shape:
+        c = g_s.shape[1]
+        gram_s = _row_normalise(g_s[:, :, None] * g_s[:, None, :])  # K x C x C
+        gram_t = _row_normalise(g_t[:, :, None] * g_t[:, None, :])
+        return float((gram_s - gram_t).pow(2).sum() / (c * k))
+    return float((_row_normalise(g_s @ g_s.T) - _row_normalise(g_t @ g_t.T)).pow(2).sum() / (k * k))
+
+
+def relation_distance(a_s: torch.Tensor, a_t: torch.Tensor) -> float:
+    """M_r from the flattened pre-pooling features (N x D each)."""
+    n = a_s.shape[0]
+    return float((_row_normalise(a_t @ a_t.T) - _row_normalise(a_s @ a_s.T)).pow(2).sum() / (n * n))
+
+
+def diswot(student: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    if teacher is None:
+        raise ValueError("diswot scores a student against a teacher")
+    m_s, m_r = diswot_distances(student, teacher, batch)
+    return -(m_s + m_r)
+
+
+def params(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    return float(count_params(model))
+
+
+def macs(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    return float(count_macs(model, tuple(batch.x.shape[1:])))
+
+
+def _weights(model: nn.Module) -> list[nn.Parameter]:
+    return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def _ce_grads(model: nn.Module, batch: ProbeBatch) -> list[nn.Parameter]:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(batch.x), batch.y).backward()
+    return _weights(model)
+
+
+def grad_norm(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    """Sum over conv/linear layers of ||dCE/dW||_2."""
+    ws = _ce_grads(copy.deepcopy(model), batch)
+    return float(sum(w.grad.norm() for w in ws if w.grad is not None))
+
+
+def snip(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    """SNIP (Lee et al. 2019) saliency summed: sum |W * dCE/dW|."""
+    ws = _ce_grads(copy.deepcopy(model), batch)
+    return float(sum((w * w.grad).abs().sum() for w in ws if w.grad is not None))
+
+
+def synflow(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    """SynFlow (Tanaka et al. 2020): parameters made positive, BN off (eval with unit statistics), an input of
+    ones, float64; score = sum |theta * dR/dtheta| with R the sum of the output."""
+    m = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.abs_()
+    m.zero_grad(set_to_none=True)
+    m(torch.ones(1, *batch.x.shape[1:], dtype=torch.float64)).sum().backward()
+    return float(sum((p * p.grad).abs().sum() for p in _weights(m) if p.grad is not None))
+
+
+def naswot(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    """NASWOT (Mellor et al. 2021): log|det K_H|, K_H = N_A - Hamming distance of binary ReLU codes."""
+    m = copy.deepcopy(model).train()
+    codes: list[torch.Tensor] = []
+    hooks = [
+        r.register_forward_hook(lambda _m, _i, o: codes.append((o.detach() > 0).flatten(1).double()))
+        for r in m.modules()
+        if isinstance(r, nn.ReLU)
+    ]
+    with torch.no_grad():
+        m(batch.x)
+    for h in hooks:
+        h.remove()
+    c = torch.cat(codes, 1)
+    kernel = c @ c.T + (1 - c) @ (1 - c).T
+    return float(torch.linalg.slogdet(kernel)[1])
+
+
+def zen(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, alpha: float = 0.01) -> float:
+    """Zen-score (Lin et al. 2021): log E||f(x) - f(x + alpha eps)|| + sum over BN of log sqrt(mean var),
+    gaussian init, Gaussian inputs, BN statistics of the batch."""
+    _check_protocol(model, "candidate")
+    m = gaussian_init(copy.deepcopy(model)).train()
+    for bn in m.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.momentum = 1.0  # running_var becomes the batch's
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch.x.shape, generator=g)
+    eps = torch.randn(batch.x.shape, generator=g)
+    with torch.no_grad():
+        delta = (m.features(x) - m.features(x + alpha * eps)).abs().sum((1, 2, 3)).mean()  # type: ignore[operator]
+        log_bn = sum(
+            torch.log(torch.sqrt(bn.running_var.mean())) for bn in m.modules() if isinstance(bn, nn.BatchNorm2d)
+        )
+    return float(torch.log(delta) + log_bn)
+
+
+Proxy = Callable[..., float]
+PROXIES: dict[str, Proxy] = {
+    "diswot": diswot,
+    "params": params,
+    "macs": macs,
+    "grad_norm": grad_norm,
+    "snip": snip,
+    "synflow": synflow,
+    "naswot": naswot,
+    "zen": zen,
+}
+
+
+def score(name: str, model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, seed: int = 0) -> float:
+    """Score ``model`` with proxy ``name``; the seed fixes every random initialisation inside."""
+    torch.manual_seed(seed)
+    return PROXIES[name](model, batch, teacher)

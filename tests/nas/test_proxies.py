@@ -1,0 +1,89 @@
+"""Zero-cost proxies on tiny models: hand-computed DisWOT distances, known orderings, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd import zoo
+from edgekd.data.sources import FASHION_MNIST_SUBSET
+from edgekd.errors import ModelError
+from edgekd.nas.proxies import PROXIES, ProbeBatch, relation_distance, score, semantic_distance
+
+
+@pytest.fixture(scope="module")
+def batch() -> ProbeBatch:
+    with np.load(FASHION_MNIST_SUBSET) as f:  # one real mini-batch of Fashion-MNIST
+        x = torch.from_numpy(f["x_train"][:32]).float() / 255
+        y = torch.from_numpy(f["y_train"][:32].astype(np.int64))
+    return ProbeBatch((x - 0.286) / 0.353, y, 10)
+
+
+def net(depth: int = 8, width: int = 8) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return zoo.build("resnet", {"depth": depth, "width": width, "in_channels": 1})
+
+
+def _norm_rows(m: np.ndarray) -> np.ndarray:
+    return m / np.linalg.norm(m, axis=-1, keepdims=True)
+
+
+def test_semantic_distance_by_hand_same_width() -> None:
+    g_s, g_t = torch.randn(3, 4), torch.randn(3, 4)
+    expected = sum(
+        ((_norm_rows(np.outer(a, a)) - _norm_rows(np.outer(b, b))) ** 2).sum()
+        for a, b in zip(g_s.numpy(), g_t.numpy(), strict=True)
+    ) / (4 * 3)
+    assert math.isclose(semantic_distance(g_s, g_t), expected, rel_tol=1e-5)
+    assert semantic_distance(g_s, 3 * g_s) < 1e-10  # row normalisation: scale does not matter
+
+
+def test_semantic_distance_across_widths_uses_class_relations() -> None:
+    g_s, g_t = torch.randn(3, 4), torch.randn(3, 16)
+    expected = ((_norm_rows(g_s.numpy() @ g_s.numpy().T) - _norm_rows(g_t.numpy() @ g_t.numpy().T)) ** 2).sum() / 9
+    assert math.isclose(semantic_distance(g_s, g_t), expected, rel_tol=1e-5)
+
+
+def test_relation_distance_by_hand() -> None:
+    a_s, a_t = torch.randn(5, 7), torch.randn(5, 11)
+    expected = ((_norm_rows(a_t.numpy() @ a_t.numpy().T) - _norm_rows(a_s.numpy() @ a_s.numpy().T)) ** 2).sum() / 25
+    assert math.isclose(relation_distance(a_s, a_t), expected, rel_tol=1e-5)
+    assert relation_distance(a_s, 2 * a_s) < 1e-10
+
+
+def test_diswot_is_deterministic_negative_and_does_not_touch_the_models(batch: ProbeBatch) -> None:
+    student, teacher = net(8, 4), net(14, 8)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    a = score("diswot", student, batch, teacher, seed=1)
+    assert a == score("diswot", student, batch, teacher, seed=1)
+    assert a < 0 and a != score("diswot", student, batch, teacher, seed=2)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_size_proxies_order_width_and_depth(batch: ProbeBatch) -> None:
+    for name in ("params", "macs", "synflow"):
+        assert score(name, net(8, 8), batch) > score(name, net(8, 4), batch), name
+        assert score(name, net(14, 4), batch) > score(name, net(8, 4), batch), name
+
+
+def test_zen_grows_with_width(batch: ProbeBatch) -> None:
+    assert score("zen", net(8, 16), batch) > score("zen", net(8, 4), batch)
+
+
+@pytest.mark.parametrize("name", ["grad_norm", "snip", "naswot", "zen", "synflow"])
+def test_proxies_are_finite_and_deterministic(name: str, batch: ProbeBatch) -> None:
+    a, b = score(name, net(), batch, seed=3), score(name, net(), batch, seed=3)
+    assert math.isfinite(a) and a == b
+
+
+def test_every_proxy_is_registered() -> None:
+    assert set(PROXIES) == {"diswot", "params", "macs", "grad_norm", "snip", "synflow", "naswot", "zen"}
+
+
+def test_models_without_the_zoo_protocol_are_refused(batch: ProbeBatch) -> None:
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with pytest.raises(ModelError, match="no features"):
+        score("zen", plain, batch)
