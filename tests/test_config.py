@@ -49,10 +49,12 @@ def test_unknown_top_level_and_nested_keys(tmp_path: Path) -> None:
 
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     probs = problems_of(
-        tmp_path, passes=[{"distill": {"epochs": 0, "lr": -1}}, {"quantise": {}}], calibration={"samples": 0}
+        tmp_path,
+        passes=[{"distill": {"epochs": 0, "optimizer": {"lr": -1}}}, {"quantise": {}}],
+        calibration={"samples": 0},
     )
     joined = "\n".join(probs)
-    assert "passes[0].distill.epochs" in joined and "passes[0].distill.lr" in joined
+    assert "passes[0].distill.epochs" in joined and "passes[0].distill.optimizer.lr: -1 is out of range" in joined
     assert "passes[1]: unknown pass 'quantise' (did you mean 'quantize'?)" in joined
     assert "calibration.samples" in joined
     assert len(probs) == 4

@@ -82,7 +82,9 @@ class DistillConfig(Strict):
     batch_size: int = Field(default=128, ge=1)
     optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
-    loss: dict[str, Any] = Field(default_factory=lambda: {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4.0}})
+    loss: dict[str, Any] = Field(
+        default_factory=lambda: {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4.0}}, validate_default=True
+    )
     init: Literal["random", "inherit"] = Field(
         default="random", description="inherit: copy teacher weights where shapes allow"
     )

@@ -238,8 +238,8 @@ CASES: list[Case] = [
         "out-of-range",
         "negative learning rate",
         "ConfigError",
-        ("passes[0].distill.lr: -1 is out of range",),
-        _with(_set("passes.0", {"distill": {"lr": -1}})),
+        ("passes[0].distill.optimizer.lr: -1 is out of range",),
+        _with(_set("passes.0", {"distill": {"optimizer": {"lr": -1}}})),
     ),
     Case(
         "missing-teacher",
@@ -457,7 +457,7 @@ CASES: list[Case] = [
         "a learning rate so large the loss explodes",
         "TrainingError",
         ("exploded", "lower the learning rate"),
-        _with(_set("passes.0", {"distill": {"epochs": 1, "lr": 1e30, "augment": False}})),
+        _with(_set("passes.0", {"distill": {"epochs": 1, "optimizer": {"lr": 1e30}, "augment": False}})),
         creates_run=True,
     ),
     Case(
