@@ -202,6 +202,22 @@ def compile(
     )
 
 
+def search(
+    config: str | Path,
+    target: str | Path | TargetConfig = "x86-cpu",
+    out: str | Path = "runs",
+    overrides: list[str] | None = None,
+    quiet: bool = False,
+) -> CompileResult:
+    """Run only the search pass(es) of ``config`` (and the report); ``metrics["search"]`` holds the Pareto set."""
+    cfg = load_model_config(config, overrides)
+    kept = [p for p in cfg.passes if p.name == "search"]
+    if not kept:
+        raise PipelineError(f"{config}: passes has no search entry", fix="add - search: {...} to passes (see README)")
+    cfg.passes = kept
+    return compile(cfg, target=target, out=out, quiet=quiet)
+
+
 def targets() -> list[TargetConfig]:
     """Every target profile edgekd can find (see ``edgekd.targets.search_dirs``)."""
     return list_targets()

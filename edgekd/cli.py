@@ -44,6 +44,31 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(a: argparse.Namespace) -> int:
+    from edgekd import api
+
+    res = api.search(a.config, target=a.target, out=a.out, overrides=a.set, quiet=a.quiet)
+    s = res.metrics["search"]
+    if a.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    cost = "latency ms" if s["latency"] else "MACs"
+    print(
+        f"{s['proxy']} search, {s['evaluated_unique']} candidates scored of {s['space_size']} "
+        f"({s['seconds']:.0f} s); Pareto set (score vs {cost}):"
+    )
+    print(f"  {'blocks':12s} {'widths':16s} {'score':>10s} {'params':>8s} {'MACs':>10s} {'latency ms':>10s}")
+    for r in s["pareto"]:
+        mark = "  <- chosen" if r == s["chosen"] else ""
+        lat = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
+        print(
+            f"  {r['blocks']!s:12s} {r['widths']!s:16s} {r['score']:10.4g} {r['params']:8d} {r['macs']:10d} "
+            f"{lat:>10s}{mark}"
+        )
+    print(f"search.json: {res.artifacts['search_json']}")
+    return 0
+
+
 def _cmd_targets(a: argparse.Namespace) -> int:
     from edgekd import api
 
@@ -130,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print result.json instead of a summary")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     c.set_defaults(func=_cmd_compile)
+
+    s = sub.add_parser("search", help="run only the student search of model.yaml and print its Pareto set")
+    s.add_argument("config")
+    s.add_argument("--target", default="x86-cpu")
+    s.add_argument("--out", default="runs")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_search)
 
     t = sub.add_parser("targets", help="list the target profiles")
     t.add_argument("--json", action="store_true")

@@ -32,7 +32,10 @@ def test_order_check_refuses_quantize_after_lower(tmp_path: Path) -> None:
 def test_order_check_needs_a_student(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
     del cfg["student"]
-    with pytest.raises(PipelineError, match=r"(?s)passes\[0\].distill needs student.*fix: put search before it, or give student: in model.yaml"):
+    with pytest.raises(
+        PipelineError,
+        match=r"(?s)passes\[0\].distill needs student.*fix: put search before it, or give student: in model.yaml",
+    ):
         edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
 
 

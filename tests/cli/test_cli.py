@@ -80,3 +80,19 @@ def test_compile_profile_and_report_round_trip(tiny: Path, tmp_path: Path) -> No
 def test_profile_of_missing_file(tmp_path: Path) -> None:
     r = edgekd("profile", str(tmp_path / "x.onnx"))
     assert r.returncode == 2 and "file not found" in r.stderr
+
+
+def test_search_prints_the_pareto_set(tmp_path: Path) -> None:
+    search = {
+        "space": {"blocks": [[1], [1, 2], [1]], "widths": [[4, 8], [8], [16]], "kernel": [3]},
+        "population": 2,
+        "iterations": 2,
+        "batches": 1,
+        "batch_size": 16,
+    }
+    cfg = tiny_config(tmp_path, passes=[{"search": search}, {"distill": {"epochs": 1}}])
+    del cfg["student"]
+    r = edgekd("search", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "runs"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "diswot search" in r.stdout and "<- chosen" in r.stdout and "search.json" in r.stdout
+    assert "distill" not in r.stdout  # only the search ran
