@@ -59,3 +59,11 @@ class TrainingError(EdgekdError):
 
 class ProfilingError(EdgekdError):
     """A latency measurement could not be taken."""
+
+
+class DeviceError(ProfilingError):
+    """A device named by the target (or ``--device``) cannot be used: refused host key, failed login, bad workdir."""
+
+
+class DeviceUnreachable(DeviceError):
+    """No connection to the device within the timeout (after the configured retries)."""
