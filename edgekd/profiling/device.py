@@ -295,7 +295,7 @@ def parse_trtexec(text: str) -> dict[str, Any]:
         if m:
             out[key] = float(m.group(1))
     for m in re.finditer(r"percentile\(([0-9.]+)%\)\s*=?\s*" + _NUM + r"\s*ms", line):
-        out[f"p{m.group(1).rstrip('0').rstrip('.')}_ms"] = float(m.group(2))
+        out[f"p{float(m.group(1)):g}_ms"] = float(m.group(2))
     missing = [k for k in ("min_ms", "max_ms", "mean_ms", "median_ms") if k not in out]
     if missing:
         raise ProfilingError(
@@ -334,3 +334,44 @@ def parse_trtexec_profile(text: str, top_k: int) -> list[dict[str, Any]]:
         }
         for r in ranked
     ]
+
+
+def measure_on_device(
+    target: TargetConfig,
+    paths: Sequence[Path],
+    warmup: int,
+    runs: int,
+    rounds: int,
+    threads: int | None,
+    batch: int,
+    precisions: Sequence[str | None] | None = None,
+    per_layer: int = 0,
+    on_progress: ProgressFn | None = None,
+    note: Callable[[str], None] | None = None,
+) -> DeviceRun | None:
+    """Measure on ``target``'s SSH device; ``None`` when it has none, or when it cannot be used and is not required.
+
+    A device that cannot be used (unreachable after the timeout and retries, refused host key or login, runner
+    failure) raises when ``device.required`` is true; otherwise ``note`` gets one plain sentence saying why, and the
+    caller measures on the host and marks those figures as host measurements.
+    """
+    if target.device.kind != "ssh":
+        return None
+    try:
+        return DeviceProfiler(target).measure(
+            paths, warmup, runs, rounds, threads, batch, precisions, per_layer, on_progress
+        )
+    except ProfilingError as exc:
+        if target.device.required:
+            raise DeviceError(
+                f"device.required is true and the device of target {target.name} could not be used: {exc.message}",
+                fix=exc.fix,
+            ) from exc
+        if note is not None:
+            first = exc.message.splitlines()[0]
+            note(
+                f"latency NOT measured on the device {target.device.address}: {first}. The latencies shown were "
+                "measured on this host instead and are marked as host measurements "
+                f"(fix: {exc.fix}; set device.required: true to make this an error)"
+            )
+        return None
