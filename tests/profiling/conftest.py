@@ -7,6 +7,7 @@ installed and cannot be installed (.ci/run installs openssh-server).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -83,7 +84,16 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
         pytest.skip(why)
     if os.geteuid() != 0:
         pytest.skip("sshd must run as root to accept logins for other users' sessions (run the tests as root)")
-    folder = tmp_path_factory.mktemp("sshd")
+    try:
+        with start_sshd(tmp_path_factory.mktemp("sshd")) as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@contextlib.contextmanager
+def start_sshd(folder: Path) -> Iterator[SSHServer]:
+    """Start sshd on a free port of 127.0.0.1 with throwaway keys in ``folder``; stop it on exit."""
     host_key, client_key = folder / "host_ed25519", folder / "client_ed25519"
     _keygen(host_key)
     _keygen(client_key)
@@ -106,14 +116,14 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     while True:
         if proc.poll() is not None:
             log.close()
-            pytest.fail(f"sshd exited at start: {(folder / 'sshd.log').read_text()}")
+            raise RuntimeError(f"sshd exited at start: {(folder / 'sshd.log').read_text()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             break
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail("sshd did not listen within 15 s")
+                raise RuntimeError("sshd did not listen within 15 s") from None
             time.sleep(0.1)
     try:
         yield SSHServer(port=port, user="root", key=client_key, known_hosts=known, folder=folder)
