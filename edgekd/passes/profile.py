@@ -7,12 +7,13 @@ noise and their ratio is fair. Every figure records where it was measured.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 
 from pydantic import Field
 
 from edgekd.backends.onnx_export import export_onnx
 from edgekd.config import Strict
-from edgekd.pipeline import Context, Pass
+from edgekd.pipeline import Artifact, Context, Pass
 from edgekd.profiling.device import DeviceRun, measure_on_device
 from edgekd.profiling.latency import measure
 from edgekd.registry import register_pass
@@ -56,6 +57,8 @@ class Profile(Pass):
             done = n
 
         device = _measure_on_device(ctx, arts, warmup, runs, rounds, threads, c.per_layer, on_progress)
+        # host figures taken because the device could not be used are not cached: the next run tries the device again
+        self.cache_result = device is not None or ctx.target.device.kind != "ssh"
         if device is not None:
             stats, where, measured_on_target = device.stats, device.where, True
         else:
@@ -103,7 +106,14 @@ class Profile(Pass):
 
 
 def _measure_on_device(
-    ctx: Context, arts: list, warmup: int, runs: int, rounds: int, threads: int | None, per_layer: int, on_progress
+    ctx: Context,
+    arts: list[Artifact],
+    warmup: int,
+    runs: int,
+    rounds: int,
+    threads: int | None,
+    per_layer: int,
+    on_progress: Callable[[int, int], None],
 ) -> DeviceRun | None:
     """Latency on the target's SSH device (see edgekd.profiling.device); None means: measure on the host instead."""
     return measure_on_device(

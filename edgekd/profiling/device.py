@@ -47,7 +47,8 @@ class DeviceProfiler:
                 fix="set device.kind: ssh and device.host in the target, or pass --device user@host[:port]",
             )
         self.target = target
-        self.client = client or SSHClient(target.device)
+        self._owns_client = client is None
+        self.client = client or SSHClient(target.device, multiplex=True)  # one connection for the copies and runs
 
     @property
     def address(self) -> str:
@@ -66,10 +67,14 @@ class DeviceProfiler:
         on_progress: ProgressFn | None = None,
     ) -> DeviceRun:
         """Copy ``paths`` to the device, time them there, remove them again; one LatencyStats per path."""
-        uname = self.client.check()  # fails fast (and clearly) before any copy
-        if self.target.runtime.name == "tensorrt":
-            return self._trtexec(paths, warmup, runs, batch, precisions, per_layer, uname, on_progress)
-        return self._runner(paths, warmup, runs, rounds, threads, batch, per_layer, uname, on_progress)
+        try:
+            uname = self.client.check()  # fails fast (and clearly) before any copy
+            if self.target.runtime.name == "tensorrt":
+                return self._trtexec(paths, warmup, runs, batch, precisions, per_layer, uname, on_progress)
+            return self._runner(paths, warmup, runs, rounds, threads, batch, per_layer, uname, on_progress)
+        finally:
+            if self._owns_client:
+                self.client.close()
 
     # ------------------------------------------------------------------ ONNX Runtime / LiteRT: runner.py
 

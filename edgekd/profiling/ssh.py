@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,11 @@ class Result:
 class SSHClient:
     """Runs commands on, and copies files to, one device described by a :class:`DeviceSpec`."""
 
-    def __init__(self, device: DeviceSpec, ssh: str | None = None, backoff_s: float = 1.0) -> None:
+    def __init__(
+        self, device: DeviceSpec, ssh: str | None = None, backoff_s: float = 1.0, multiplex: bool = False
+    ) -> None:
+        """``multiplex``: share one SSH connection between calls (OpenSSH ControlMaster, socket in a private
+        temp folder); call :meth:`close` (or use ``with``) to end it, else it ends after 30 s idle."""
         if not device.host:
             raise DeviceError("no device host configured", fix="set device.host in the target, or pass --device")
         self.device = device
@@ -58,6 +63,28 @@ class SSHClient:
                 fix="install it (Debian/Ubuntu: apt-get install openssh-client)",
             )
         self.ssh = found
+        self.multiplex = multiplex
+        self._control_dir: str | None = None
+
+    def __enter__(self) -> SSHClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the shared connection (when ``multiplex``) and remove its socket folder; a later call opens anew."""
+        if self._control_dir is None:
+            return
+        subprocess.run(
+            [*self.base_argv()[:-2], "-O", "exit", "--", self.device.host or ""],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        shutil.rmtree(self._control_dir, ignore_errors=True)
+        self._control_dir = None
 
     # ------------------------------------------------------------------ command lines
 
@@ -87,6 +114,11 @@ class SSHClient:
             argv += ["-i", str(d.identity_file), "-o", "IdentitiesOnly=yes"]
         if d.user:
             argv += ["-l", d.user]
+        if self.multiplex:
+            if self._control_dir is None:
+                self._control_dir = tempfile.mkdtemp(prefix="edgekd-ssh-")  # private (0700) socket folder
+            control = os.path.join(self._control_dir, "%C")
+            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=30"]
         # the host was validated (no leading '-', no spaces); '--' ends ssh's options regardless
         argv += ["--", d.host or ""]
         return argv

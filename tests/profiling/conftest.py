@@ -94,6 +94,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
 @contextlib.contextmanager
 def start_sshd(folder: Path) -> Iterator[SSHServer]:
     """Start sshd on a free port of 127.0.0.1 with throwaway keys in ``folder``; stop it on exit."""
+    folder.mkdir(parents=True, exist_ok=True)
     host_key, client_key = folder / "host_ed25519", folder / "client_ed25519"
     _keygen(host_key)
     _keygen(client_key)

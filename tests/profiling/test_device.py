@@ -113,6 +113,13 @@ def test_unreachable_device_falls_back_to_host_with_a_note(tmp_path: Path) -> No
     assert note in (res.run_dir / "report.md").read_text()
     assert time.monotonic() - start < 120  # the whole tiny compile, with a 2 s connect timeout
 
+    # the host stand-in is not cached: a second compile tries the device again (and every other pass is cached)
+    again = edgekd.compile(cfg, target=_target(tmp_path, dev), out=tmp_path / "runs", quiet=True)
+    events = [json.loads(x) for x in (again.run_dir / "events.jsonl").read_text().splitlines()]
+    status = {e["pass_"]: e["status"] for e in events if e.get("event") == "pass_end"}
+    assert status["profile"] == "ran" and status["distill"] == "cached"
+    assert any("NOT measured on the device" in n for n in again.notes)
+
 
 def test_required_device_unreachable_is_an_error_within_the_timeout(tmp_path: Path) -> None:
     model = _conv_model(tmp_path / "m.onnx")
