@@ -39,7 +39,7 @@ MODELS = {
     "resnet14_w16": {"depth": 14, "width": 16},
     "resnet20_w32": {"depth": 20, "width": 32},
 }
-REPEATS, WARMUP, RUNS, ROUNDS, THREADS = 5, 20, 200, 5, 1
+REPEATS, WARMUP, RUNS, ROUNDS, THREADS = 7, 20, 200, 5, 1
 
 
 def main() -> None:

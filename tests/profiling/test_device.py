@@ -100,6 +100,20 @@ def test_compile_measures_latency_on_the_device(sshd: SSHServer, tmp_path: Path)
     assert not any("NOT measured" in n for n in res.notes)
 
 
+def test_cli_compile_with_device_override(sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = write_config(tmp_path, tiny_config(tmp_path))
+    dev = sshd.device()
+    dev.update(kind="local", host=None, user=None, port=22)  # keys and known_hosts from the target, address from CLI
+    target = _target(tmp_path, dev)
+    argv = ["compile", str(cfg), "--target", str(target), "--out", str(tmp_path / "runs"), "-q", "--json"]
+    rc = main([*argv, "--device", f"root@127.0.0.1:{sshd.port}"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    text = out.out
+    assert text.count(f"device root@127.0.0.1:{sshd.port} (") >= 3  # onnx, onnx_int8 and teacher_onnx
+    assert "stand-in" not in text
+
+
 def test_unreachable_device_falls_back_to_host_with_a_note(tmp_path: Path) -> None:
     port = free_port()
     cfg = write_config(tmp_path, tiny_config(tmp_path))
@@ -234,3 +248,11 @@ def test_tensorrt_device_without_trtexec_is_a_clear_error(sshd: SSHServer, tmp_p
     with pytest.raises(DeviceError, match="trtexec not found") as err:
         edgekd.profile(model, target=path)
     assert "runtime.options.trtexec" in str(err.value)
+
+
+def test_runner_stays_python38_compatible() -> None:
+    import ast
+
+    from edgekd.profiling.latency import RUNNER
+
+    ast.parse(RUNNER.read_text(), feature_version=(3, 8))  # it is copied to devices with older Pythons
