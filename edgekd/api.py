@@ -20,7 +20,7 @@ import torch
 
 from edgekd._version import __version__
 from edgekd.artifacts import sha256_file
-from edgekd.config import ModelConfig, TargetConfig, load_model_config
+from edgekd.config import ModelConfig, TargetConfig, load_model_config, with_device
 from edgekd.data import load_data
 from edgekd.errors import STORAGE_ERRNOS, EdgekdError, PipelineError, storage_error
 from edgekd.models import build, check_input, load_weights
@@ -113,6 +113,7 @@ def compile(
     quiet: bool = False,
     overrides: list[str] | None = None,
     nproc: int | None = None,
+    device: str | None = None,
 ) -> CompileResult:
     """Validate everything, then run the passes of ``config`` for ``target`` into ``out/<run-id>/``.
 
@@ -121,6 +122,8 @@ def compile(
     recomputes every pass (results are still cached for a later ``resume``). ``overrides`` are
     ``KEY=VALUE`` strings applied to the YAML before validation (``edgekd compile --set``).
     ``nproc`` runs every distill pass data-parallel in that many processes (``--nproc``).
+    ``device="user@host[:port]"`` measures latency on that device over SSH (the target's other device
+    settings are kept).
     """
     cfg = config if isinstance(config, ModelConfig) else load_model_config(config, overrides)
     if nproc is not None:
@@ -130,6 +133,8 @@ def compile(
             if entry.name == "distill":
                 entry.config.nproc = nproc
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
+    if device:
+        tgt = with_device(tgt, device)
     plan = _plan(cfg)
     out = Path(out)
     # fail on bad models and data before any run folder exists
@@ -224,13 +229,23 @@ def targets() -> list[TargetConfig]:
 
 
 def profile(
-    model: str | Path, target: str | Path | TargetConfig = "x86-cpu", runs: int | None = None, warmup: int | None = None
+    model: str | Path,
+    target: str | Path | TargetConfig = "x86-cpu",
+    runs: int | None = None,
+    warmup: int | None = None,
+    device: str | None = None,
+    per_layer: int = 0,
 ) -> list[Any]:
-    """Latency of an exported model file on ``target`` (ONNX Runtime on this host)."""
+    """Latency of an exported model file on ``target``: on its SSH device (or ``device="user@host[:port]"``) when it
+    has one, else ONNX Runtime on this host. Each result's ``where`` / ``on_target`` say which; when a device cannot
+    be used (and ``device.required`` is false) a warning is printed and the host measures instead."""
     from edgekd.errors import ProfilingError
+    from edgekd.profiling.device import measure_on_device
     from edgekd.profiling.latency import measure
 
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
+    if device:
+        tgt = with_device(tgt, device)
     path = Path(model)
     if not path.is_file():
         raise ProfilingError(
@@ -242,14 +257,25 @@ def profile(
             fix="export to ONNX (the lower pass writes student.onnx)",
         )
     p = tgt.profile
-    return measure(
-        [path],
-        threads=tgt.runtime.threads,
-        warmup=p.warmup if warmup is None else warmup,
-        runs=runs or p.runs,
-        rounds=p.rounds,
-        batch=p.batch,
-    )
+    kwargs = {
+        "threads": tgt.runtime.threads,
+        "warmup": p.warmup if warmup is None else warmup,
+        "runs": runs or p.runs,
+        "rounds": p.rounds,
+        "batch": p.batch,
+        "per_layer": per_layer,
+    }
+    on_device = measure_on_device(tgt, [path], note=lambda text: console.print(f"[yellow]warning:[/] {text}"), **kwargs)
+    if on_device is not None:
+        return on_device.stats
+    stats = measure([path], **kwargs)
+    if not tgt.is_host:
+        for s in stats:
+            s.where += f", a stand-in: not measured on {tgt.name}"
+    else:
+        for s in stats:
+            s.on_target = True
+    return stats
 
 
 def report(run_dir: str | Path) -> Path:

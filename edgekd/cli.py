@@ -28,6 +28,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
         quiet=a.quiet,
         overrides=a.set,
         nproc=a.nproc,
+        device=a.device,
     )
     if a.json:
         print(json.dumps(res.result, indent=2))
@@ -88,19 +89,28 @@ def _cmd_targets(a: argparse.Namespace) -> int:
 def _cmd_profile(a: argparse.Namespace) -> int:
     from edgekd import api
 
-    (s,) = api.profile(a.model, target=a.target, runs=a.runs, warmup=a.warmup)
+    (s,) = api.profile(a.model, target=a.target, runs=a.runs, warmup=a.warmup, device=a.device, per_layer=a.per_layer)
     d = s.to_dict()
     if a.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
     print(f"{a.model}: {d.get('where', '')}")
     for k in ("p50", "p90", "p99", "mean", "std", "min", "max"):
-        print(f"  {k:5s} {d[k + '_ms']:9.3f} ms")
+        if d.get(k + "_ms") is not None:
+            print(f"  {k:5s} {d[k + '_ms']:9.3f} ms")
     print(
         f"  throughput {d['throughput']:.1f} inferences/s, init {d['init_ms']:.1f} ms, "
-        f"model {d['model_bytes'] / 1024:.1f} KB, peak RSS {d['peak_rss_mb']:.0f} MB, threads {d['threads']}"
+        f"model {d['model_bytes'] / 1024:.1f} KB, peak RSS {_mb(d['peak_rss_mb'])}, threads {d['threads']}"
     )
+    if d.get("per_layer"):
+        print(f"  slowest {len(d['per_layer'])} layers:")
+        for row in d["per_layer"]:
+            print(f"    {row['avg_ms']:8.3f} ms {100 * row['share']:5.1f}%  {row['op_type']:14s} {row['name']}")
     return 0
+
+
+def _mb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} MB"
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
@@ -154,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--json", action="store_true", help="print result.json instead of a summary")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    c.add_argument(
+        "--device",
+        default=None,
+        metavar="USER@HOST[:PORT]",
+        help="measure latency on this device over SSH (key auth, host key must be in known_hosts)",
+    )
     c.set_defaults(func=_cmd_compile)
 
     s = sub.add_parser("search", help="run only the student search of model.yaml and print its Pareto set")
@@ -175,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--runs", type=int, default=None)
     pr.add_argument("--warmup", type=int, default=None)
     pr.add_argument("--json", action="store_true")
+    pr.add_argument(
+        "--device",
+        default=None,
+        metavar="USER@HOST[:PORT]",
+        help="measure latency on this device over SSH (key auth, host key must be in known_hosts)",
+    )
+    pr.add_argument("--per-layer", type=int, default=0, metavar="K", help="also show the K slowest layers")
     pr.set_defaults(func=_cmd_profile)
 
     r = sub.add_parser("report", help="re-render report.md of a finished run")

@@ -81,3 +81,11 @@ def storage_error(exc: OSError, path: object) -> StorageError:
         f"cannot write {path}: {why}",
         fix="free disk space (or raise the limit) and re-run with --resume; finished passes are kept",
     )
+
+
+class DeviceError(ProfilingError):
+    """A device named by the target (or ``--device``) cannot be used: refused host key, failed login, bad workdir."""
+
+
+class DeviceUnreachable(DeviceError):
+    """No connection to the device within the timeout (after the configured retries)."""

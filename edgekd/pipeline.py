@@ -290,7 +290,7 @@ class PassManager:
                 except EdgekdError as exc:
                     ctx.events.emit("pass_failed", pass_=p.name, error=str(exc))
                     raise
-                if p.cacheable:
+                if p.cacheable and getattr(p, "cache_result", True):  # a pass may decline for one run
                     self._store(ctx, p, key)
                 status = "ran"
             ctx.capabilities |= p.produces

@@ -7,12 +7,14 @@ noise and their ratio is fair. Every figure records where it was measured.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 
 from pydantic import Field
 
 from edgekd.backends.onnx_export import export_onnx
 from edgekd.config import Strict
-from edgekd.pipeline import Context, Pass
+from edgekd.pipeline import Artifact, Context, Pass
+from edgekd.profiling.device import DeviceRun, measure_on_device
 from edgekd.profiling.latency import measure
 from edgekd.registry import register_pass
 
@@ -23,6 +25,7 @@ class ProfileConfig(Strict):
     rounds: int | None = Field(default=None, ge=1)
     threads: int | None = Field(default=None, ge=1, description="default: the target's runtime.threads")
     include_teacher: bool = Field(default=True, description="also measure the teacher fp32 for the speed-up ratio")
+    per_layer: int = Field(default=5, ge=0, description="top-k slowest layers per model (0: no per-layer profile)")
 
 
 @register_pass
@@ -40,36 +43,36 @@ class Profile(Pass):
             path = export_onnx(ctx.teacher, ctx.data.test.x[:1], ctx.run_dir / "teacher.onnx")  # written atomically
             ctx.add_artifact("teacher_onnx", path, "onnx", precision="fp32", backend="onnx")
         arts = [a for a in ctx.artifacts.values() if a.kind == "onnx"]
-        if ctx.target.is_host:
-            where = f"measured on host ({platform.machine()}, ONNX Runtime)"
-            measured_on_target = True
-        else:
-            where = f"measured on host ({platform.machine()}, ONNX Runtime) as a stand-in, not on {ctx.target.name}"
-            measured_on_target = False
-            ctx.note(
-                f"latency not measured on {ctx.target.name} ({ctx.target.device.kind} device "
-                f"{ctx.target.device.host or ''}, runtime {ctx.target.runtime.name}): this edgekd version "
-                "does not reach devices yet; the latencies shown were measured on this host with ONNX Runtime"
-            )
+        warmup = tp.warmup if c.warmup is None else c.warmup
+        runs, rounds = c.runs or tp.runs, c.rounds or tp.rounds
         bar = ctx.progress("profile")
-        total_runs = (tp.warmup if c.warmup is None else c.warmup) * len(arts) + (c.runs or tp.runs) * len(arts)
+        total_runs = warmup * len(arts) + runs * len(arts)
         bar.start(f"{len(arts)} models", total_runs)
         done = 0
 
-        def on_progress(n: int, _total: int) -> None:
+        def on_progress(n: int, total: int) -> None:
             nonlocal done
+            n = round(n * total_runs / total) if total else n  # the device runner counts steps, not runs
             bar.advance(n - done)
             done = n
 
-        stats = measure(
-            [ctx.path_of(a.name) for a in arts],
-            threads=threads,
-            warmup=tp.warmup if c.warmup is None else c.warmup,
-            runs=c.runs or tp.runs,
-            rounds=c.rounds or tp.rounds,
-            batch=tp.batch,
-            on_progress=on_progress,
-        )
+        device = _measure_on_device(ctx, arts, warmup, runs, rounds, threads, c.per_layer, on_progress)
+        # host figures taken because the device could not be used are not cached: the next run tries the device again
+        self.cache_result = device is not None or ctx.target.device.kind != "ssh"
+        if device is not None:
+            stats, where, measured_on_target = device.stats, device.where, True
+        else:
+            where, measured_on_target = self._host_where(ctx)
+            stats = measure(
+                [ctx.path_of(a.name) for a in arts],
+                threads=threads,
+                warmup=warmup,
+                runs=runs,
+                rounds=rounds,
+                batch=tp.batch,
+                on_progress=on_progress,
+                per_layer=c.per_layer,
+            )
         results = {}
         for art, s in zip(arts, stats, strict=True):
             d = s.to_dict()
@@ -82,3 +85,47 @@ class Profile(Pass):
             for r in results.values():
                 r["speedup_vs_teacher"] = round(t50 / r["p50_ms"], 3) if r["p50_ms"] > 0 else None
         ctx.metrics["profile"] = {"threads": threads, "batch": tp.batch, "where": where, "results": results}
+        if device is not None:
+            ctx.metrics["profile"]["device"] = device.device
+
+    @staticmethod
+    def _host_where(ctx: Context) -> tuple[str, bool]:
+        """Where host figures come from, and whether the host is the target; notes it when it is not."""
+        if ctx.target.is_host:
+            return f"measured on host ({platform.machine()}, ONNX Runtime)", True
+        if ctx.target.device.kind != "ssh":  # an unusable SSH device was noted by _measure_on_device
+            ctx.note(
+                f"latency not measured on {ctx.target.name} (local runtime {ctx.target.runtime.name} is not run by "
+                "this edgekd version): the latencies shown were measured on this host with ONNX Runtime; give the "
+                "target an SSH device (device.kind: ssh) or pass --device user@host to measure on the device"
+            )
+        return (
+            f"measured on host ({platform.machine()}, ONNX Runtime) as a stand-in, not on {ctx.target.name}",
+            False,
+        )
+
+
+def _measure_on_device(
+    ctx: Context,
+    arts: list[Artifact],
+    warmup: int,
+    runs: int,
+    rounds: int,
+    threads: int | None,
+    per_layer: int,
+    on_progress: Callable[[int, int], None],
+) -> DeviceRun | None:
+    """Latency on the target's SSH device (see edgekd.profiling.device); None means: measure on the host instead."""
+    return measure_on_device(
+        ctx.target,
+        [ctx.path_of(a.name) for a in arts],
+        warmup=warmup,
+        runs=runs,
+        rounds=rounds,
+        threads=threads,
+        batch=ctx.target.profile.batch,
+        precisions=[a.precision for a in arts],
+        per_layer=per_layer,
+        on_progress=on_progress,
+        note=ctx.note,
+    )

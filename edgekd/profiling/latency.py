@@ -27,7 +27,7 @@ class LatencyStats:
     p90_ms: float
     p99_ms: float
     mean_ms: float
-    std_ms: float
+    std_ms: float | None
     min_ms: float
     max_ms: float
     throughput: float
@@ -41,16 +41,19 @@ class LatencyStats:
     runtime: str
     runtime_version: str
     providers: list[str] = field(default_factory=list)
+    #: the slowest layers ({name, op_type, avg_ms, share}) when the runtime gives a per-layer profile
+    per_layer: list[dict[str, Any]] | None = None
     where: str = ""
     measured: bool = True
+    on_target: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_runner(cls, entry: dict[str, Any], where: str) -> LatencyStats:
-        names = {f for f in cls.__dataclass_fields__ if f not in ("where", "measured")}
-        missing = names - entry.keys() - {"providers"}
+        names = {f for f in cls.__dataclass_fields__ if f not in ("where", "measured", "on_target")}
+        missing = names - entry.keys() - {"providers", "per_layer"}
         if missing:
             raise ProfilingError(
                 f"runner output for {entry.get('path', '?')} lacks {sorted(missing)}",
@@ -68,6 +71,7 @@ def measure(
     batch: int = 1,
     on_progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
+    per_layer: int = 0,
 ) -> list[LatencyStats]:
     """Measure ``paths`` interleaved on this host in a subprocess; one LatencyStats per path, in order."""
     if not paths:
@@ -75,6 +79,8 @@ def measure(
     cmd = [sys.executable, str(RUNNER), *[str(p) for p in paths]]
     cmd += ["--warmup", str(warmup), "--runs", str(runs), "--rounds", str(rounds), "--batch", str(batch)]
     cmd += ["--threads", str(threads or 0)]
+    if per_layer:
+        cmd += ["--per-layer", str(per_layer)]
     names = ", ".join(Path(p).name for p in paths)
     tail: deque[str] = deque(maxlen=20)
     try:

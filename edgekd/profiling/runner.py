@@ -38,6 +38,8 @@ class Loaded:
 
     run: Callable[[], Any]
     info: dict[str, Any] = field(default_factory=dict)
+    #: optional: per_layer(runs, k) -> the k slowest layers over ``runs`` profiled inferences (see ``--per-layer``)
+    per_layer: Callable[[int, int], list[dict[str, Any]]] | None = None
 
 
 def _resolve_shape(path: str, name: str, shape: list[Any], batch: int) -> tuple[int, ...]:
@@ -95,9 +97,50 @@ def load_onnx(path: str, threads: int, batch: int) -> Loaded:
         else:
             feed[inp.name] = np.zeros(shape, dtype=dtype)
     outputs = [o.name for o in session.get_outputs()]
+
+    def per_layer(runs: int, k: int) -> list[dict[str, Any]]:
+        # a second session with onnxruntime's profiler on, so the timed session above is not slowed by it
+        import tempfile
+
+        popts = ort.SessionOptions()
+        popts.intra_op_num_threads = threads
+        popts.inter_op_num_threads = 1
+        popts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        popts.log_severity_level = 3
+        tmp = tempfile.mkdtemp(prefix="edgekd-prof-")
+        popts.enable_profiling = True
+        popts.profile_file_prefix = os.path.join(tmp, "ort")
+        psession = ort.InferenceSession(path, sess_options=popts, providers=["CPUExecutionProvider"])
+        psession.run(outputs, feed)  # the first run allocates; its events are dropped below
+        for _ in range(runs):
+            psession.run(outputs, feed)
+        trace = psession.end_profiling()
+        try:
+            with open(trace) as f:
+                events = json.load(f)
+        finally:
+            for name in os.listdir(tmp):
+                os.remove(os.path.join(tmp, name))
+            os.rmdir(tmp)
+        # events come per run in order; each run's node events follow its "model_run" event
+        starts = [e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+        first = starts[1] if len(starts) > 1 else 0
+        totals: dict[str, list[Any]] = {}
+        for e in events:
+            name = e.get("name", "")
+            if e.get("cat") != "Node" or not name.endswith("_kernel_time") or e.get("ts", 0) < first:
+                continue
+            node = name[: -len("_kernel_time")]
+            row = totals.setdefault(node, [e.get("args", {}).get("op_name", "?"), 0.0])
+            row[1] += float(e.get("dur", 0))
+        whole = sum(r[1] for r in totals.values()) or 1.0
+        ranked = sorted(totals.items(), key=lambda kv: -kv[1][1])[:k]
+        return [{"name": n, "op_type": op, "avg_ms": us / runs / 1000.0, "share": us / whole} for n, (op, us) in ranked]
+
     return Loaded(
         run=lambda: session.run(outputs, feed),
         info={"runtime": "onnxruntime", "runtime_version": ort.__version__, "providers": session.get_providers()},
+        per_layer=per_layer,
     )
 
 
@@ -153,7 +196,9 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def measure(paths: list[str], warmup: int, runs: int, rounds: int, threads: int, batch: int) -> dict[str, Any]:
+def measure(
+    paths: list[str], warmup: int, runs: int, rounds: int, threads: int, batch: int, per_layer: int = 0
+) -> dict[str, Any]:
     """Load every model, then time them interleaved; return the JSON-ready result document."""
     for path in paths:
         suffix = os.path.splitext(path)[1].lower()
@@ -212,8 +257,13 @@ def measure(paths: list[str], warmup: int, runs: int, rounds: int, threads: int,
             done += 1
             _progress(done, total)
     peak = _peak_rss_mb()
+    layers: list[Any] = [None] * len(paths)
+    if per_layer > 0:  # after all timing, so profiling never overlaps a timed run
+        for i, model in enumerate(loaded):
+            if model.per_layer is not None:
+                layers[i] = model.per_layer(max(1, min(runs, 50)), per_layer)
     results = []
-    for path, model, t, init, rss in zip(paths, loaded, times, init_ms, rss_delta):  # noqa: B905 - runs on Python 3.8 devices
+    for path, model, t, init, rss, top in zip(paths, loaded, times, init_ms, rss_delta, layers):  # noqa: B905 - py3.8
         a = np.asarray(t, dtype=np.float64)
         mean = float(a.mean())
         results.append(
@@ -234,6 +284,7 @@ def measure(paths: list[str], warmup: int, runs: int, rounds: int, threads: int,
                 "threads": threads,
                 "batch": batch,
                 "runs": int(a.size),
+                "per_layer": top,
                 **model.info,
             }
         )
@@ -259,11 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaving rounds the runs are split into")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: runtime default)")
     parser.add_argument("--batch", type=int, default=1, help="batch size of the random inputs")
+    parser.add_argument(
+        "--per-layer", type=int, default=0, metavar="K", help="also profile each model's K slowest layers (0: off)"
+    )
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.rounds < 1 or args.batch < 1 or args.warmup < 0 or args.threads < 0:
-        parser.error("--runs, --rounds and --batch must be >= 1; --warmup and --threads >= 0")
+    if args.runs < 1 or args.rounds < 1 or args.batch < 1 or args.warmup < 0 or args.threads < 0 or args.per_layer < 0:
+        parser.error("--runs, --rounds and --batch must be >= 1; --warmup, --threads and --per-layer >= 0")
     try:
-        doc = measure(list(args.models), args.warmup, args.runs, args.rounds, args.threads, args.batch)
+        doc = measure(list(args.models), args.warmup, args.runs, args.rounds, args.threads, args.batch, args.per_layer)
     except RunnerError as exc:
         sys.stderr.write(f"runner.py: error: {exc}\n")
         return 2
