@@ -1,73 +1,86 @@
-"""Data-parallel distillation: the distill recipe in N processes with DistributedDataParallel.
+"""Data-parallel distillation: the distill recipe in N processes launched by torchrun.
 
-Backend gloo on CPU (nccl when CUDA is available). Each worker rebuilds the teacher and student
-from their specs and weights, trains its shard (see :func:`edgekd.kd.train.train`), and writes its
-final weights; rank 0 also reports progress and the history. The caller checks that all ranks
-ended with the same weights.
+``fit_distributed`` writes the job (model specs and weights, data, recipe) to a private temporary
+folder and runs ``torchrun --standalone --nproc-per-node N -m edgekd.kd.distributed <folder>``
+(``torch.distributed.run``, the launcher PyTorch ships for single machines and clusters). Each
+worker joins the process group from torchrun's environment (gloo on CPU, nccl on CUDA), wraps the
+student in DistributedDataParallel, trains its DistributedSampler shard with the single-process
+recipe (:func:`edgekd.kd.objective.fit`) and writes its final weights; rank 0 reports progress and
+the history. The caller checks that all ranks ended with the same weights.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from edgekd.config import ModelSpec
 from edgekd.data.dataset import Split
-from edgekd.errors import TrainingError
+from edgekd.errors import EdgekdError, TrainingError
 from edgekd.kd.objective import Recipe, fit
 from edgekd.kd.train import TrainHistory
 
+JOB = "job.pt"
+ONE_PROCESS = "run with distill.nproc: 1 (or without --nproc) to see the error in one process"
 
-def _worker(
-    rank: int,
-    world: int,
-    folder: str,
-    recipe: Recipe,
-    teacher_spec: ModelSpec,
-    teacher_state: dict,
-    student_spec: ModelSpec,
-    student_state: dict,
-    data: Split,
-    val: Split | None,
-    events_path: str | None,
-    quiet: bool,
-) -> None:
+
+def _worker(folder: Path) -> None:
     from edgekd.models import build
     from edgekd.progress import EventLog, TaskProgress
 
+    # the job file was written by fit_distributed into a private (0700) temporary folder of this
+    # same user a moment ago: it holds our own dataclasses, not a user-supplied checkpoint
+    job: dict[str, Any] = torch.load(folder / JOB, map_location="cpu", weights_only=False)
     backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend, init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
+    dist.init_process_group(backend, init_method="env://")
+    rank, world = dist.get_rank(), dist.get_world_size()
     try:
-        torch.set_num_threads(max(1, (recipe.settings.threads or torch.get_num_threads()) // world))
-        teacher = build(teacher_spec, "teacher")
-        teacher.load_state_dict(teacher_state)
-        student = build(student_spec, "student")
-        student.load_state_dict(student_state)
+        recipe: Recipe = job["recipe"]
+        torch.set_num_threads(max(1, (recipe.settings.threads or job["threads"]) // world))
+        teacher = build(job["teacher_spec"], "teacher")
+        teacher.load_state_dict(job["teacher_state"])
+        student = build(job["student_spec"], "student")
+        student.load_state_dict(job["student_state"])
         model = DistributedDataParallel(student)
-        events = EventLog(Path(events_path) if events_path and rank == 0 else None)
-        progress = TaskProgress(f"distill[{world} procs]", events, quiet) if rank == 0 else None
+        events = EventLog(Path(job["events_path"]) if job["events_path"] and rank == 0 else None)
+        progress = TaskProgress(f"distill[{world} procs]", events, job["quiet"]) if rank == 0 else None
         history = fit(
             model,
             student,
             teacher,
-            data,
-            val,
+            job["data"],
+            job["val"],
             recipe,
             progress,
             (lambda rec: events.emit("epoch", pass_="distill", rank=0, **rec)) if rank == 0 else None,
         )
-        torch.save(student.state_dict(), Path(folder) / f"rank{rank}.pt")
+        torch.save(student.state_dict(), folder / f"rank{rank}.pt")
         if rank == 0:
-            (Path(folder) / "history.json").write_text(json.dumps(history.__dict__))
+            (folder / "history.json").write_text(json.dumps(history.__dict__))
     finally:
         dist.destroy_process_group()
+
+
+def torchrun_command(nproc: int, folder: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "edgekd.kd.distributed",
+        str(folder),
+    ]
 
 
 def fit_distributed(
@@ -82,37 +95,66 @@ def fit_distributed(
     events_path: Path | None,
     quiet: bool,
 ) -> tuple[dict[str, torch.Tensor], TrainHistory, dict[str, Any]]:
-    """Run ``recipe`` in ``nproc`` processes; returns rank 0's weights, its history, and how far ranks differ."""
-    with tempfile.TemporaryDirectory(prefix="edgekd-ddp-") as folder:
-        try:
-            mp.start_processes(
-                _worker,
-                nprocs=nproc,
-                join=True,
-                start_method="spawn",
-                args=(
-                    nproc,
-                    folder,
-                    recipe,
-                    teacher_spec,
-                    teacher_state,
-                    student_spec,
-                    student_state,
-                    data,
-                    val,
-                    str(events_path) if events_path else None,
-                    quiet,
-                ),
-            )
-        except mp.ProcessRaisedException as exc:
+    """Run ``recipe`` in ``nproc`` torchrun workers; returns rank 0's weights, its history, and how far ranks differ."""
+    job = {
+        "recipe": recipe,
+        "teacher_spec": teacher_spec,
+        "teacher_state": teacher_state,
+        "student_spec": student_spec,
+        "student_state": student_state,
+        "data": data,
+        "val": val,
+        "events_path": str(events_path) if events_path else None,
+        "quiet": quiet,
+        "threads": torch.get_num_threads(),
+    }
+    with tempfile.TemporaryDirectory(prefix="edgekd-ddp-") as tmp:
+        folder = Path(tmp)
+        torch.save(job, folder / JOB)
+        log = folder / "torchrun.log"
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, torch.get_num_threads() // nproc))}
+        # PYTHONPATH so that the workers import this same edgekd (e.g. a source checkout)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        with log.open("wb") as err:
+            proc = subprocess.run(torchrun_command(nproc, folder), stderr=err, env=env, check=False)
+        missing = [r for r in range(nproc) if not (folder / f"rank{r}.pt").exists()]
+        if proc.returncode != 0 or missing:
+            reports = sorted(folder.glob("error-rank*.json"))
+            if reports:  # the first rank's own error, e.g. a NaN loss naming the term that exploded
+                first = json.loads(reports[0].read_text())
+                raise TrainingError(
+                    f"distributed distillation failed in {reports[0].stem.removeprefix('error-')}: "
+                    f"{first['type']}: {first['message']}",
+                    fix=first["fix"] or ONE_PROCESS,
+                )
             raise TrainingError(
-                f"distributed distillation failed in a worker: {str(exc).strip().splitlines()[-1]}",
-                fix="run with distill.nproc: 1 to see the error in one process",
-            ) from exc
-        states = [torch.load(Path(folder) / f"rank{r}.pt", map_location="cpu", weights_only=True) for r in range(nproc)]
-        raw = json.loads((Path(folder) / "history.json").read_text())
+                f"distributed distillation failed (torchrun exit {proc.returncode}): {_last_line(log)}",
+                fix=ONE_PROCESS,
+            )
+        states = [torch.load(folder / f"rank{r}.pt", map_location="cpu", weights_only=True) for r in range(nproc)]
+        raw = json.loads((folder / "history.json").read_text())
     diff = max(
         (float((states[0][k].float() - s[k].float()).abs().max()) for s in states[1:] for k in states[0]), default=0.0
     )
     history = TrainHistory(**raw)
-    return states[0], history, {"max_weight_difference_between_ranks": diff}
+    return states[0], history, {"max_weight_difference_between_ranks": diff, "launcher": "torchrun"}
+
+
+def _last_line(log: Path) -> str:
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return (lines or ["no output"])[-1][:400]
+
+
+def _main(folder: Path) -> None:
+    try:
+        _worker(folder)
+    except Exception as exc:  # reported to the parent, which raises it as a user-facing error
+        fix = exc.fix if isinstance(exc, EdgekdError) else None
+        report = {"type": type(exc).__name__, "message": getattr(exc, "message", str(exc)), "fix": fix}
+        (folder / f"error-rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(report))
+        raise
+
+
+if __name__ == "__main__":
+    _main(Path(sys.argv[1]))

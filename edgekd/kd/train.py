@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from edgekd.data.augment import random_crop_flip
 from edgekd.data.dataset import Split
@@ -122,9 +123,14 @@ def train(
         weight_decay=settings.weight_decay,
         nesterov=settings.momentum > 0,
     )
-    # data parallel (torch.distributed initialised, e.g. DDP workers): every rank draws the same
-    # permutation and takes its own equal shard of it, as DistributedSampler does
+    # data parallel (torch.distributed initialised, e.g. torchrun DDP workers): a DistributedSampler
+    # gives every rank its own equal shard of one seeded permutation per epoch
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    sampler = (
+        DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=settings.seed, drop_last=True)  # type: ignore[arg-type]
+        if world > 1
+        else None
+    )
     shard = len(data) // world if world > 1 else len(data)
     if shard == 0:
         raise TrainingError(
@@ -138,9 +144,11 @@ def train(
     start = time.perf_counter()
     for epoch in range(settings.epochs):
         model.train()
-        order = torch.randperm(len(data), generator=gen)
-        if world > 1:
-            order = order[: shard * world][rank::world]
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler), dtype=torch.long)
+        else:
+            order = torch.randperm(len(data), generator=gen)
         progress.start(f"epoch {epoch + 1}/{settings.epochs}", steps_per_epoch)
         sums: dict[str, float] = {}
         seen = 0

@@ -157,7 +157,7 @@ class Distill(Pass):
             p.requires_grad_(False)
         metrics: dict[str, Any] = {"loss": c.loss, "init": c.init, "labels": c.labels, "fraction": c.fraction}
         if c.init == "inherit":
-            metrics["inherited"] = inherit(student, teacher)
+            metrics["inherited"] = inherit(student, teacher, ctx.data.train.x[:2])
             if metrics["inherited"]["copied"] + metrics["inherited"]["sliced"] == 0:
                 ctx.note("distill.init inherit: no teacher tensor fits the student; it stays randomly initialised")
 

@@ -56,3 +56,23 @@ def test_two_processes_agree_and_learn(tmp_path: Path) -> None:
     assert d["distributed"]["max_weight_difference_between_ranks"] < 1e-6
     assert d["test_accuracy"] > 20.0 and len(d["epochs"]) == 2
     assert d["train_samples"] == 512
+
+
+def test_worker_error_reaches_the_user(tmp_path: Path) -> None:
+    """A NaN loss inside a torchrun worker surfaces as the same clear error, naming the rank and the term."""
+    cfg = tiny_config(
+        tmp_path,
+        passes=[{"distill": {"epochs": 1, "optimizer": {"lr": 1e30}, "augment": False}}, {"report": {}}],
+    )
+    config, out = str(write_config(tmp_path, cfg)), str(tmp_path / "runs")
+    r = subprocess.run(
+        [sys.executable, "-m", "edgekd", "compile", config, "--out", out, "--nproc", "2", "-q"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=600,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "error [TrainingError]: distributed distillation failed in rank" in r.stderr
+    assert "exploded" in r.stderr and "lower the learning rate" in r.stderr
+    assert "Traceback" not in r.stderr
