@@ -23,6 +23,7 @@ from edgekd.artifacts import sha256_file
 from edgekd.config import ModelConfig, TargetConfig, load_model_config, with_device
 from edgekd.data import load_data
 from edgekd.errors import STORAGE_ERRNOS, EdgekdError, PipelineError, storage_error
+from edgekd.kd.train import predict
 from edgekd.models import build, check_input, load_weights
 from edgekd.pipeline import Cache, Context, Pass, PassManager, RunLock, check_order
 from edgekd.progress import EventLog, console
@@ -154,6 +155,9 @@ def compile(
     for i, p in enumerate(plan[1 : 1 + len(cfg.passes)]):
         p.check(f"passes[{i}].{p.name}", teacher, student)
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
+    if data.unlabelled:  # teacher as annotator
+        with torch.no_grad():
+            data.label_with(lambda x: predict(teacher, x))
 
     run_dir = _run_dir(out, cfg, resume)
     with RunLock(run_dir):

@@ -82,6 +82,10 @@ class DataConfig(Strict):
     val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
     train_limit: int | None = Field(default=None, ge=1)
     test_limit: int | None = Field(default=None, ge=1)
+    labels: Literal["given", "teacher"] = Field(
+        default="given", description="teacher: the data is unlabelled; training uses the teacher's predictions"
+    )
+    fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used to train")
 
     @model_validator(mode="after")
     def _source_needs(self) -> DataConfig:

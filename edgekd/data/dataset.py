@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,14 @@ class DataBundle:
     std: list[float]
     source: str
     notes: list[str] = field(default_factory=list)
+    unlabelled: bool = False
+
+    def label_with(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Give unlabelled training images (and their validation share) the labels ``predict`` returns."""
+        for s in (self.train, self.val, self.calibration):
+            if len(s):
+                s.y = predict(s.x).argmax(1).to(torch.int64)
+        self.unlabelled = False
 
     def describe(self) -> dict[str, object]:
         return {

@@ -23,10 +23,15 @@ FASHION_MNIST_SUBSET = Path(__file__).resolve().parents[2] / "calibration" / "fa
 FASHION_MNIST_NORMALIZE = ([0.2860], [0.3530])
 
 
-def _npz(path: Path) -> Raw:
+def _npz(path: Path, unlabelled_ok: bool = False) -> Raw:
+    """``unlabelled_ok`` (data.labels: teacher): ``y_train`` may be absent; it is then all -1 until the
+    teacher labels the images."""
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in KEYS if k not in f.files]
+            if unlabelled_ok and missing == ["y_train"] and "x_train" in f.files:
+                raw = {k: f[k] for k in KEYS if k != "y_train"}
+                return {**raw, "y_train": np.full(len(raw["x_train"]), -1, dtype=np.int64)}
             if missing:
                 raise DataError(
                     f"{path}: missing arrays {', '.join(missing)} (has {', '.join(f.files) or 'none'})",
@@ -55,7 +60,7 @@ def fashion_mnist(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
 def npz(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
     assert cfg.path is not None
     path = cfg.path if cfg.path.is_absolute() else base / cfg.path
-    return _npz(path), f"npz ({path})"
+    return _npz(path, unlabelled_ok=cfg.labels == "teacher"), f"npz ({path})"
 
 
 def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:

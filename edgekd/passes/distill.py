@@ -88,8 +88,12 @@ class DistillConfig(Strict):
     init: Literal["random", "inherit"] = Field(
         default="random", description="inherit: copy teacher weights where shapes allow"
     )
-    labels: Literal["given", "teacher"] = Field(default="given", description="teacher: train on the teacher's argmax")
-    fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used")
+    labels: Literal["given", "teacher"] | None = Field(
+        default=None, description="teacher: train on the teacher's argmax (default: data.labels)"
+    )
+    fraction: float | None = Field(
+        default=None, gt=0, le=1, description="random share of the training split used (default: data.fraction)"
+    )
     augment: bool = True
     early_stop: int | None = Field(default=None, ge=1, description="patience in epochs on validation accuracy")
     nproc: int = Field(default=1, ge=1, le=64, description="data-parallel processes (DDP, gloo on CPU)")
@@ -155,21 +159,23 @@ class Distill(Pass):
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        metrics: dict[str, Any] = {"loss": c.loss, "init": c.init, "labels": c.labels, "fraction": c.fraction}
+        labels = c.labels or ctx.config.data.labels
+        fraction = c.fraction if c.fraction is not None else ctx.config.data.fraction
+        metrics: dict[str, Any] = {"loss": c.loss, "init": c.init, "labels": labels, "fraction": fraction}
         if c.init == "inherit":
             metrics["inherited"] = inherit(student, teacher, ctx.data.train.x[:2])
             if metrics["inherited"]["copied"] + metrics["inherited"]["sliced"] == 0:
                 ctx.note("distill.init inherit: no teacher tensor fits the student; it stays randomly initialised")
 
         train_split = ctx.data.train
-        if c.fraction < 1:
+        if fraction < 1:
             g = torch.Generator().manual_seed(seed)
-            keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * c.fraction))]
+            keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * fraction))]
             train_split = Split(train_split.x[keep], train_split.y[keep])
 
         recipe = Recipe(
             loss=c.loss,
-            labels=c.labels,
+            labels=labels,
             augment=c.augment,
             settings=TrainSettings(
                 epochs=c.epochs,

@@ -145,6 +145,15 @@ def test_fraction_and_teacher_labels(tmp_path: Path) -> None:
     assert d["train_samples"] == 128 and d["labels"] == "teacher"
 
 
+def test_fraction_and_labels_from_the_data_section(tmp_path: Path) -> None:
+    """data.fraction / data.labels (as the issue spells them) are the defaults; distill.* overrides them."""
+    res = _compile(tmp_path, {"epochs": 1, "loss": {"ce": 1.0}}, fraction=0.5, labels="teacher")
+    d = res.metrics["distill"]
+    assert d["train_samples"] == 256 and d["labels"] == "teacher" and d["fraction"] == 0.5
+    res = _compile(tmp_path / "b", {"epochs": 1, "fraction": 0.25, "loss": {"ce": 1.0}}, fraction=0.5)
+    assert res.metrics["distill"]["train_samples"] == 128
+
+
 def test_minilm_distills_a_small_transformer(tmp_path: Path) -> None:
     from edgekd import zoo
 
