@@ -179,7 +179,7 @@ def train(
             seen += len(idx)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
-            progress.advance(1, loss=float(total.detach()))
+            progress.advance(1, loss=float(total.detach()), **{k: v / seen for k, v in sums.items()})
         record = {"epoch": float(epoch + 1), **{f"loss_{k}": v / seen for k, v in sums.items()}}
         if world > 1:  # BN statistics differ per shard: every rank continues with rank 0's
             for buf in model.buffers():
