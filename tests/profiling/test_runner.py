@@ -98,11 +98,11 @@ def test_batch_and_shape_rules(tmp_path: Path) -> None:
 
 
 def test_bad_suffix_exits_2_with_message(tmp_path: Path) -> None:
-    model = tmp_path / "model.tflite"
+    model = tmp_path / "model.pt"
     model.write_bytes(b"\x00")
     proc = _run(str(model))
     assert proc.returncode == 2
-    assert "model.tflite" in proc.stderr and "'.tflite'" in proc.stderr and ".onnx" in proc.stderr
+    assert "model.pt" in proc.stderr and "'.pt'" in proc.stderr and ".onnx" in proc.stderr and ".tflite" in proc.stderr
     assert proc.stdout == ""
 
 
