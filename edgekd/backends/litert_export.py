@@ -115,7 +115,7 @@ def _prepared(model: nn.Module, example: torch.Tensor, layout: str) -> tuple[nn.
 
 # litert-torch / torch.export messages naming an operator with no lowering
 _UNSUPPORTED = (
-    re.compile(r"[Ll]owering (?:not found|is not implemented) for:?\s*'?(?:<OpOverload\(op=')?([\w:.]+)"),
+    re.compile(r"[Ll]owering (?:not found|is not implemented)(?: for)?:?\s*'?(?:<OpOverload\(op=')?([\w:.]+)"),
     re.compile(r"No lowering (?:found )?for[^\w]*([\w:.]+)"),
     re.compile(r"(aten[.:][\w.]+)[^\n]*(?:not supported|unsupported|failed to legalize)"),
     re.compile(r"failed to legalize operation '([\w.]+)'"),
@@ -123,9 +123,11 @@ _UNSUPPORTED = (
 
 
 def unsupported_operator(message: str) -> str | None:
+    """The operator a conversion error says has no LiteRT lowering (``aten.kthvalue``), or None."""
     for pattern in _UNSUPPORTED:
         if match := pattern.search(message):
-            return match.group(1)
+            op = match.group(1).rstrip(".")
+            return op[: -len(".default")] if op.endswith(".default") else op
     return None
 
 
@@ -157,13 +159,16 @@ def _conversion_error(
     )
 
 
-def _calibration_batches(calibration: np.ndarray | torch.Tensor, layout: str) -> list[torch.Tensor]:
+def _calibration_batches(calibration: np.ndarray | torch.Tensor, layout: str, batch: int) -> list[torch.Tensor]:
     x = torch.as_tensor(np.asarray(calibration, dtype=np.float32))
-    if len(x) == 0:
-        raise ExportError("no calibration samples for the INT8 TFLite model", fix="set calibration.samples > 0")
+    if len(x) < batch:
+        raise ExportError(
+            f"{len(x)} calibration samples for an INT8 TFLite model of batch {batch}",
+            fix="set calibration.samples (model.yaml) to at least the batch size, a few hundred for good ranges",
+        )
     if layout == "nhwc" and x.dim() == 4:
         x = x.permute(0, 2, 3, 1).contiguous()
-    return [x[i : i + 1] for i in range(len(x))]
+    return [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)]
 
 
 def convert_tflite(
@@ -178,8 +183,8 @@ def convert_tflite(
 ) -> Path:
     """Write ``model`` as a ``.tflite`` file at ``path`` (atomically) and return the path.
 
-    ``example``: one NCHW input (batch 1) fixing the input shape. ``calibration``: NCHW float samples, needed
-    for ``int8``.
+    ``example``: an NCHW input fixing the input shape, batch included (1 for the lower pass). ``calibration``:
+    NCHW float samples, needed for ``int8``, fed in batches of the example's size.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -191,29 +196,29 @@ def convert_tflite(
         raise ExportError(f"INT8 TFLite {path} needs calibration samples", fix="give calibration: in model.yaml")
     out = Path(path)
     was_training = model.training
-    example = example[:1].detach().float()
+    example = example.detach().float()
     try:
         with atomic_writer(out) as tmp:
             if precision == "int8" and int8_method == "pt2e":
                 assert calibration is not None
-                _int8_pt2e(model, example, tmp, layout, calibration, per_channel)
+                _int8_pt2e(model, example, tmp, layout, calibration, per_channel, out)
             else:
                 with tempfile.TemporaryDirectory(prefix="edgekd-tflite-") as work:
                     fp32 = Path(work) / "fp32.tflite"
-                    _fp32(model, example, fp32, layout)
+                    _fp32(model, example, fp32, layout, out)
                     if precision == "fp32":
                         shutil.copyfile(fp32, tmp)
                     elif precision == "fp16":
                         _fp16(fp32, tmp)
                     else:
                         assert calibration is not None
-                        _int8_aeq(fp32, tmp, calibration, layout)
+                        _int8_aeq(fp32, tmp, calibration, layout, len(example))
     finally:
         model.train(was_training)
     return out
 
 
-def _fp32(model: nn.Module, example: torch.Tensor, dst: Path, layout: str) -> None:
+def _fp32(model: nn.Module, example: torch.Tensor, dst: Path, layout: str, shown: Path) -> None:
     litert_torch = import_litert_torch()
     module, x = _prepared(model, example, layout)
     log: list[str] = []
@@ -221,7 +226,7 @@ def _fp32(model: nn.Module, example: torch.Tensor, dst: Path, layout: str) -> No
         with captured_output() as log, torch.no_grad():
             litert_torch.convert(module, (x,)).export(str(dst))
     except Exception as exc:
-        raise _conversion_error(exc, model, example, dst, "fp32", log) from exc
+        raise _conversion_error(exc, model, example, shown, "fp32", log) from exc
 
 
 def _fp16(fp32: Path, dst: Path) -> None:
@@ -247,7 +252,13 @@ def _fp16(fp32: Path, dst: Path) -> None:
 
 
 def _int8_pt2e(
-    model: nn.Module, example: torch.Tensor, dst: Path, layout: str, calibration: Any, per_channel: bool
+    model: nn.Module,
+    example: torch.Tensor,
+    dst: Path,
+    layout: str,
+    calibration: Any,
+    per_channel: bool,
+    shown: Path,
 ) -> None:
     litert_torch = import_litert_torch()
     from litert_torch.quantize import pt2e_quantizer as pq
@@ -259,7 +270,7 @@ def _int8_pt2e(
     except ImportError as exc:
         raise BackendUnavailable(f"torchao (PT2E quantization) is not installed ({exc})", fix=PIP) from exc
     module, x = _prepared(model, example, layout)
-    batches = _calibration_batches(calibration, layout)
+    batches = _calibration_batches(calibration, layout, len(example))
     quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=per_channel))
     log: list[str] = []
     try:
@@ -271,17 +282,17 @@ def _int8_pt2e(
             converted = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
             litert_torch.convert(converted, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(dst))
     except Exception as exc:
-        raise _conversion_error(exc, model, example, dst, "int8, PT2E", log) from exc
+        raise _conversion_error(exc, model, example, shown, "int8, PT2E", log) from exc
 
 
-def _int8_aeq(fp32: Path, dst: Path, calibration: Any, layout: str) -> None:
+def _int8_aeq(fp32: Path, dst: Path, calibration: Any, layout: str, batch: int) -> None:
     quantizer = import_quantizer()
     from ai_edge_quantizer import recipe
 
     from edgekd.backends.litert_runtime import signature_io
 
     signature, (input_name,) = signature_io(fp32)
-    batches = _calibration_batches(calibration, layout)
+    batches = _calibration_batches(calibration, layout, batch)
     try:
         with captured_output():
             q = quantizer.Quantizer(str(fp32))
