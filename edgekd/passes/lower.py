@@ -16,8 +16,6 @@ the compile. Each artifact's accuracy on the test split is measured in its own r
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -161,16 +159,11 @@ class Lower(Pass):
         assert ctx.student is not None
         final = ctx.run_dir / "student.onnx"
         example = ctx.data.test.x[:1]
-        if not c.simplify:
-            export_onnx(ctx.student, example, final, opset=opset, dynamic_batch=c.dynamic_batch)
-            ctx.add_artifact("onnx", final, "onnx", precision="fp32", backend="onnx")
-            return
-        with tempfile.TemporaryDirectory(prefix="edgekd-lower-") as tmp:
-            raw = export_onnx(
-                ctx.student, example, Path(tmp) / "exported.onnx", opset=opset, dynamic_batch=c.dynamic_batch
-            )
-            info = simplify_onnx(raw, final)  # written atomically
+        export_onnx(ctx.student, example, final, opset=opset, dynamic_batch=c.dynamic_batch)  # written atomically
+        info = simplify_onnx(final, final) if c.simplify else None  # replaced atomically; parity checks the result
         art = ctx.add_artifact("onnx", final, "onnx", precision="fp32", backend="onnx")
+        if info is None:
+            return
         art.info["simplify"] = info
         summary["simplify"] = {k: info[k] for k in ("nodes_before", "nodes_after", "method")}
 
