@@ -4,6 +4,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+TSTAMP  := $(VENV)/.installed-test
 DATASET := /usr/share/datasets/fashion-mnist
 
 .PHONY: demo test lint dataset clean
@@ -22,10 +23,15 @@ dataset:
 	  || echo "note: could not install dataset-fashion-mnist; using the bundled subset"; \
 	else echo "note: apt not available; using the bundled Fashion-MNIST subset"; fi
 
+# the test suite exercises the TFLite path (litert-torch, ai-edge-litert) and the TensorRT-ready checks (polygraphy)
+$(TSTAMP): $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,tflite,trt]'
+	touch $(TSTAMP)
+
 demo: $(STAMP) dataset
 	$(BIN)/edgekd compile examples/fashion-mnist/model.yaml --target x86-cpu --out runs
 
-test: $(STAMP)
+test: $(TSTAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

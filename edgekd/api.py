@@ -154,6 +154,7 @@ def compile(
         check_input(student, cfg.data.input_shape, cfg.data.num_classes, "student")
     for i, p in enumerate(plan[1 : 1 + len(cfg.passes)]):
         p.check(f"passes[{i}].{p.name}", teacher, student)
+        p.check_target(f"passes[{i}].{p.name}", tgt)
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
     if data.unlabelled:  # teacher as annotator
         with torch.no_grad():
@@ -255,10 +256,11 @@ def profile(
         raise ProfilingError(
             f"{path}: file not found", fix="give the path of an exported model, e.g. runs/<id>/student.onnx"
         )
-    if path.suffix != ".onnx":
+    if path.suffix not in (".onnx", ".tflite"):
         raise ProfilingError(
-            f"{path}: only .onnx files can be profiled by this edgekd version",
-            fix="export to ONNX (the lower pass writes student.onnx)",
+            f"{path}: only .onnx (ONNX Runtime) and .tflite (LiteRT) files can be profiled here",
+            fix="give student.onnx or student.<precision>.tflite from a run folder; TensorRT engines are built and "
+            "timed on the device by build_engines.sh / the device profiler",
         )
     p = tgt.profile
     kwargs = {
@@ -269,10 +271,11 @@ def profile(
         "batch": p.batch,
         "per_layer": per_layer,
     }
+    delegate = str(tgt.runtime.options.get("delegate", "xnnpack"))
     on_device = measure_on_device(tgt, [path], note=lambda text: console.print(f"[yellow]warning:[/] {text}"), **kwargs)
     if on_device is not None:
         return on_device.stats
-    stats = measure([path], **kwargs)
+    stats = measure([path], tflite_delegate=delegate, **kwargs)
     if not tgt.is_host:
         for s in stats:
             s.where += f", a stand-in: not measured on {tgt.name}"

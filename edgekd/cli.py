@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_targets)
 
     pr = sub.add_parser("profile", help="latency of an exported model on a target")
-    pr.add_argument("model", help="an .onnx file")
+    pr.add_argument("model", help="an .onnx (ONNX Runtime) or .tflite (LiteRT) file")
     pr.add_argument("--target", default="x86-cpu")
     pr.add_argument("--runs", type=int, default=None)
     pr.add_argument("--warmup", type=int, default=None)

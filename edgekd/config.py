@@ -158,6 +158,8 @@ class TargetQuant(Strict):
     activation_type: Literal["uint8", "int8"] = "uint8"
     weight_type: Literal["int8"] = "int8"
     per_channel: bool = True
+    # false for TensorRT: its explicit quantization reads int8 QDQ only; biases stay float and it fuses them
+    quantize_bias: bool = True
 
 
 # A host is a DNS name, an IPv4 address or an IPv6 address (optionally in brackets); a user is a POSIX login name.

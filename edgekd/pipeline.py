@@ -135,6 +135,10 @@ class Pass:
         """Checks that need the built models (e.g. layer names), run before anything is written.
         ``where`` is the pass's YAML path (``passes[0].distill``); raise a ConfigError naming it."""
 
+    def check_target(self, where: str, target: TargetConfig) -> None:
+        """Checks that need the target (e.g. its backend's converter is installed), run before anything is written;
+        raise an EdgekdError naming ``where`` or the package to install."""
+
     def run(self, ctx: Context) -> None:
         raise NotImplementedError
 

@@ -48,3 +48,17 @@ def write_config(folder: Path, cfg: dict, name: str = "model.yaml") -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def fashion_subset(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test images of the bundled Fashion-MNIST subset, normalised as the data pipeline does."""
+    from edgekd.config import CalibrationConfig, DataConfig
+    from edgekd.data import load_data
+
+    data = load_data(
+        DataConfig(source="fashion-mnist", subset=True, train_limit=64, test_limit=n),
+        CalibrationConfig(samples=8),
+        REPO,
+        0,
+    )
+    return data.test.x[:n], data.test.y[:n]

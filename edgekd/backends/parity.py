@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.backends.onnx_runtime import OrtModel
+from edgekd.backends.runtimes import Predictor, open_model
 from edgekd.errors import ParityError
 
 MODES = ("exact", "quantized")
@@ -64,11 +64,14 @@ def check_parity(
     min_cosine: float = 0.99,
     min_top1: float = 95.0,
     threads: int | None = None,
+    delegate: str = "xnnpack",
+    predictor: Predictor | None = None,
 ) -> ParityReport:
-    """Run ``model`` and the ONNX artifact on ``inputs`` and compare.
+    """Run ``model`` and the artifact (``.onnx`` in ONNX Runtime, ``.tflite`` in LiteRT) on ``inputs`` and compare.
 
     exact: passes iff max |torch - onnx| <= atol. quantized: passes iff mean per-sample cosine >= min_cosine
-    and top-1 agreement (percent) >= min_top1.
+    and top-1 agreement (percent) >= min_top1. ``predictor`` runs the artifact instead of the runtime its suffix
+    names (e.g. a TensorRT engine).
     """
     if mode not in MODES:
         raise ValueError(f"parity mode must be one of {MODES}, got {mode!r}")
@@ -81,7 +84,8 @@ def check_parity(
             expected = model(inputs).detach().cpu().float().numpy()
     finally:
         model.train(was_training)
-    got = OrtModel(artifact_path, threads=threads).predict(inputs.detach().cpu().float().numpy())
+    runner = predictor or open_model(artifact_path, threads=threads, delegate=delegate)
+    got = runner.predict(inputs.detach().cpu().float().numpy())
     artifact = str(artifact_path)
     if got.shape != expected.shape:
         return ParityReport(

@@ -42,7 +42,7 @@ class Profile(Pass):
         if c.include_teacher:
             path = export_onnx(ctx.teacher, ctx.data.test.x[:1], ctx.run_dir / "teacher.onnx")  # written atomically
             ctx.add_artifact("teacher_onnx", path, "onnx", precision="fp32", backend="onnx")
-        arts = [a for a in ctx.artifacts.values() if a.kind == "onnx"]
+        arts = [a for a in ctx.artifacts.values() if a.kind in ("onnx", "tflite")]
         warmup = tp.warmup if c.warmup is None else c.warmup
         runs, rounds = c.runs or tp.runs, c.rounds or tp.rounds
         bar = ctx.progress("profile")
@@ -72,6 +72,7 @@ class Profile(Pass):
                 batch=tp.batch,
                 on_progress=on_progress,
                 per_layer=c.per_layer,
+                tflite_delegate=str(ctx.target.runtime.options.get("delegate", "xnnpack")),
             )
         results = {}
         for art, s in zip(arts, stats, strict=True):
@@ -91,16 +92,17 @@ class Profile(Pass):
     @staticmethod
     def _host_where(ctx: Context) -> tuple[str, bool]:
         """Where host figures come from, and whether the host is the target; notes it when it is not."""
+        runtimes = "ONNX Runtime" + (", LiteRT for .tflite" if "tflite" in ctx.target.backends else "")
         if ctx.target.is_host:
-            return f"measured on host ({platform.machine()}, ONNX Runtime)", True
+            return f"measured on host ({platform.machine()}, {runtimes})", True
         if ctx.target.device.kind != "ssh":  # an unusable SSH device was noted by _measure_on_device
             ctx.note(
-                f"latency not measured on {ctx.target.name} (local runtime {ctx.target.runtime.name} is not run by "
-                "this edgekd version): the latencies shown were measured on this host with ONNX Runtime; give the "
+                f"latency not measured on {ctx.target.name} (its runtime {ctx.target.runtime.name} runs on the "
+                f"device, not here): the latencies shown were measured on this host ({runtimes}); give the "
                 "target an SSH device (device.kind: ssh) or pass --device user@host to measure on the device"
             )
         return (
-            f"measured on host ({platform.machine()}, ONNX Runtime) as a stand-in, not on {ctx.target.name}",
+            f"measured on host ({platform.machine()}, {runtimes}) as a stand-in, not on {ctx.target.name}",
             False,
         )
 

@@ -67,6 +67,7 @@ class Quantize(Pass):
                     weight_type=tq.weight_type,
                     per_channel=per_channel,
                     method=method,
+                    quantize_bias=tq.quantize_bias,
                 )
         art = ctx.artifacts["onnx_int8"]
         val_acc = onnx_accuracy(ctx.path_of("onnx_int8"), ctx.data.val.x, ctx.data.val.y, ctx.target.runtime.threads)
@@ -75,6 +76,7 @@ class Quantize(Pass):
             "activations": act,
             "weights": tq.weight_type,
             "per_channel": per_channel,
+            "bias": "int32 (quantized)" if tq.quantize_bias else "float (not quantized)",
             "calibration": {"samples": len(calib), "method": method},
         }
         ctx.metrics["quantize"] = {

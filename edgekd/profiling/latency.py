@@ -72,8 +72,10 @@ def measure(
     on_progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
     per_layer: int = 0,
+    tflite_delegate: str = "xnnpack",
 ) -> list[LatencyStats]:
-    """Measure ``paths`` interleaved on this host in a subprocess; one LatencyStats per path, in order."""
+    """Measure ``paths`` (``.onnx`` in ONNX Runtime, ``.tflite`` in LiteRT) interleaved on this host in a subprocess;
+    one LatencyStats per path, in order."""
     if not paths:
         return []
     cmd = [sys.executable, str(RUNNER), *[str(p) for p in paths]]
@@ -81,6 +83,8 @@ def measure(
     cmd += ["--threads", str(threads or 0)]
     if per_layer:
         cmd += ["--per-layer", str(per_layer)]
+    if tflite_delegate != "xnnpack":
+        cmd += ["--tflite-delegate", tflite_delegate]
     names = ", ".join(Path(p).name for p in paths)
     tail: deque[str] = deque(maxlen=20)
     try:
@@ -143,7 +147,12 @@ def measure(
             f"latency runner printed no valid JSON for {names}: {stdout[-500:]!r}",
             fix="make sure nothing else writes to the runner's stdout",
         ) from exc
-    ort_version = doc["models"][0].get("runtime_version", "?") if doc.get("models") else "?"
     thread_text = f"{threads} threads" if threads else "default threads"
-    where = f"host ({doc.get('host', {}).get('machine', '?')}, {thread_text}, onnxruntime {ort_version})"
-    return [LatencyStats.from_runner(entry, where) for entry in doc["models"]]
+    machine = doc.get("host", {}).get("machine", "?")
+    out = []
+    for entry in doc["models"]:
+        runtime = f"{entry.get('runtime', 'onnxruntime')} {entry.get('runtime_version', '?')}"
+        if entry.get("runtime") == "litert":
+            runtime += f" ({', '.join(entry.get('providers') or [])})"
+        out.append(LatencyStats.from_runner(entry, f"host ({machine}, {thread_text}, {runtime})"))
+    return out

@@ -163,8 +163,65 @@ def prime_onnx(threads: int) -> None:
     session.run(None, {"x": np.zeros(1, dtype=np.float32)})
 
 
-# suffix -> loader(path, threads, batch); add ".tflite": load_tflite here and nothing else changes
-RUNTIMES: dict[str, Callable[[str, int, int], Loaded]] = {".onnx": load_onnx}
+def _tflite_interpreter_module() -> Any:
+    """ai-edge-litert's interpreter, else the older tflite-runtime package (common on Raspberry Pi OS)."""
+    try:
+        from ai_edge_litert import interpreter
+
+        return interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter  # type: ignore[import-not-found]
+
+        return interpreter
+    except ImportError as exc:
+        raise RunnerError(f"LiteRT is not installed ({exc}); pip install ai-edge-litert") from exc
+
+
+#: LiteRT delegate for .tflite files: "xnnpack" (LiteRT's default CPU delegate) or "none" (built-in kernels only)
+TFLITE_DELEGATE = {"value": "xnnpack"}
+
+
+def load_tflite(path: str, threads: int, batch: int) -> Loaded:
+    """A LiteRT interpreter over ``path`` (XNNPACK unless --tflite-delegate none) with random inputs in its dtypes."""
+    mod = _tflite_interpreter_module()
+    resolver = mod.OpResolverType.AUTO
+    if TFLITE_DELEGATE["value"] == "none":
+        resolver = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interp = mod.Interpreter(model_path=path, num_threads=threads or None, experimental_op_resolver_type=resolver)
+    details = interp.get_input_details()
+    for d in details:
+        shape = [int(v) for v in d["shape"]]
+        if shape and shape[0] != batch:
+            if shape[0] != 1 or batch < 1:
+                raise RunnerError(
+                    f"{path}: input '{d['name']}' has a fixed batch of {shape[0]}; use --batch {shape[0]}"
+                )
+            interp.resize_tensor_input(d["index"], [batch, *shape[1:]], strict=False)
+    interp.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for d in interp.get_input_details():
+        dtype = np.dtype(d["dtype"])
+        shape = tuple(int(v) for v in d["shape"])
+        if dtype.kind == "f":
+            interp.set_tensor(d["index"], rng.standard_normal(shape).astype(dtype))
+        else:
+            info = np.iinfo(dtype)
+            interp.set_tensor(d["index"], rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype))
+    version = getattr(sys.modules.get(mod.__name__.split(".")[0]), "__version__", "?")
+    return Loaded(
+        run=interp.invoke,
+        info={
+            "runtime": "litert",
+            "runtime_version": str(version),
+            "providers": ["xnnpack" if TFLITE_DELEGATE["value"] == "xnnpack" else "builtin"],
+        },
+    )
+
+
+# suffix -> loader(path, threads, batch)
+RUNTIMES: dict[str, Callable[[str, int, int], Loaded]] = {".onnx": load_onnx, ".tflite": load_tflite}
 # optional: suffix -> one-time runtime set-up run before any model is loaded
 PRIMERS: dict[str, Callable[[int], None]] = {".onnx": prime_onnx}
 
@@ -304,7 +361,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Measure inference latency of model files, interleaved.")
-    parser.add_argument("models", nargs="+", help="model files (.onnx)")
+    parser.add_argument("models", nargs="+", help="model files (.onnx, .tflite)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed runs per model after loading")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per model")
     parser.add_argument("--rounds", type=int, default=5, help="interleaving rounds the runs are split into")
@@ -313,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-layer", type=int, default=0, metavar="K", help="also profile each model's K slowest layers (0: off)"
     )
+    parser.add_argument(
+        "--tflite-delegate", choices=("xnnpack", "none"), default="xnnpack", help="LiteRT delegate for .tflite files"
+    )
     args = parser.parse_args(argv)
+    TFLITE_DELEGATE["value"] = args.tflite_delegate
     if args.runs < 1 or args.rounds < 1 or args.batch < 1 or args.warmup < 0 or args.threads < 0 or args.per_layer < 0:
         parser.error("--runs, --rounds and --batch must be >= 1; --warmup, --threads and --per-layer >= 0")
     try:

@@ -90,11 +90,13 @@ def quantize_static_onnx(
     method: str = "minmax",
     batch_size: int | None = None,
     reduce_range: bool = False,
+    quantize_bias: bool = True,
 ) -> Path:
     """Quantize ``fp32_path`` to QDQ int8 at ``out_path`` using ``calibration`` (N, C, H, W float32) samples.
 
     int8 activations are calibrated symmetrically (TensorRT); uint8 asymmetrically (x86 onnxruntime).
-    ``batch_size`` defaults to the model's fixed batch, or 32 when the batch is dynamic.
+    ``batch_size`` defaults to the model's fixed batch, or 32 when the batch is dynamic. ``quantize_bias=False``
+    keeps biases float (TensorRT builds only int8 DequantizeLinear, not ONNX Runtime's int32 biases).
     """
     src, out = Path(fp32_path), Path(out_path)
     if activation_type not in ACTIVATION_TYPES:
@@ -133,7 +135,7 @@ def quantize_static_onnx(
         "entropy": quantization.CalibrationMethod.Entropy,
         "percentile": quantization.CalibrationMethod.Percentile,
     }[method]
-    extra = {"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True}
+    extra = {"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True, "QuantizeBias": quantize_bias}
     reader = ArrayCalibrationReader(input_name, calib, batch, pad_last=fixed is not None)
     with tempfile.TemporaryDirectory(prefix="edgekd-quant-") as tmpdir:
         pre = Path(tmpdir) / "preprocessed.onnx"

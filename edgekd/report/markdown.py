@@ -101,6 +101,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         )
     lines += _table(["file", "precision", "backend", "size", "sha256", "test acc %", "parity vs PyTorch"], rows)
 
+    lines += _lowering(r.get("lower") or {})
+
     lat_rows = []
     for a in arts.values():
         lat = a.get("latency")
@@ -186,3 +188,26 @@ def render_markdown(r: dict[str, Any]) -> str:
     env = r.get("environment", {})
     lines += ["", "## Environment", "", ", ".join(f"{k} {v}" for k, v in env.items()), ""]
     return "\n".join(lines)
+
+
+def _lowering(low: dict[str, Any]) -> list[str]:
+    """TFLite settings and the TensorRT build commands (what the device runs)."""
+    out: list[str] = []
+    tfl = low.get("tflite")
+    if tfl:
+        out += [
+            f"TFLite: {', '.join(tfl['precisions'])}; {tfl['io_layout'].upper()} input/output; INT8 by "
+            f"{tfl['int8_method']} ({'per-channel' if tfl['per_channel'] else 'per-tensor'} weights, int8 I/O); "
+            f"run in LiteRT with delegate {tfl['delegate']}.",
+            "",
+        ]
+    t = low.get("tensorrt")
+    if t:
+        built = "built on this machine" if t.get("engine_built") else f"NOT built here ({t.get('why_not_built')})"
+        out += ["## TensorRT", "", f"Engines {built}. Build them on the device with `build_engines.sh`:", "", "```"]
+        out += [cmd for cmd in t.get("commands", {}).values()]
+        out += ["```", ""]
+        for precision, check in t.get("checks", {}).items():
+            out.append(f"- {precision}: `{check['path']}` checked: {'; '.join(check['checks'])}")
+        out.append("")
+    return out

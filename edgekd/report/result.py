@@ -3,7 +3,8 @@
 Top-level keys: ``schema_version``, ``edgekd_version``, ``run_id``, ``created``, ``config``,
 ``target`` (name, description, backends, precisions, runtime, device), ``data``, ``teacher``,
 ``student``, ``artifacts`` (name -> path, sha256, bytes, precision, backend, accuracy, parity,
-latency), ``stages``, ``passes``, ``constraints`` (each with its value and whether it was met),
+latency), ``lower`` (opset, simplification, TFLite settings, TensorRT checks and trtexec commands), ``stages``,
+``passes``, ``constraints`` (each with its value and whether it was met),
 ``notes`` (what was not measured and why), ``environment``.
 Every latency carries ``measured`` (bool), ``on_target`` (bool) and ``where`` (text).
 """
@@ -132,6 +133,7 @@ def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "stages": ctx.stages,
         "passes": passes,
+        "lower": ctx.metrics.get("lower"),
         "profile": ctx.metrics.get("profile"),
         "constraints": _constraints(ctx, best),
         "notes": ctx.notes,

@@ -98,11 +98,11 @@ def test_batch_and_shape_rules(tmp_path: Path) -> None:
 
 
 def test_bad_suffix_exits_2_with_message(tmp_path: Path) -> None:
-    model = tmp_path / "model.tflite"
+    model = tmp_path / "model.pt"
     model.write_bytes(b"\x00")
     proc = _run(str(model))
     assert proc.returncode == 2
-    assert "model.tflite" in proc.stderr and "'.tflite'" in proc.stderr and ".onnx" in proc.stderr
+    assert "model.pt" in proc.stderr and "'.pt'" in proc.stderr and ".onnx" in proc.stderr and ".tflite" in proc.stderr
     assert proc.stdout == ""
 
 
@@ -127,3 +127,12 @@ def test_latency_measure_failure_raises_profiling_error(tmp_path: Path) -> None:
         latency.measure([spatial], runs=2, rounds=1, warmup=0)
     assert "spatial.onnx" in info.value.message and "dynamic dimension 2" in info.value.message
     assert "exit code 2" in info.value.message
+
+
+def test_tflite_files_are_measured_in_litert_side_by_side(tiny_tflite: dict) -> None:
+    files = tiny_tflite["files"]
+    stats = latency.measure([files["fp32"], files["int8"]], threads=1, warmup=2, runs=6, rounds=2)
+    assert [s.runtime for s in stats] == ["litert", "litert"] and all(s.p50_ms > 0 for s in stats)
+    assert stats[0].providers == ["xnnpack"] and "litert" in stats[0].where and stats[1].runs == 6
+    builtin = latency.measure([files["int8"]], threads=1, warmup=1, runs=3, rounds=1, tflite_delegate="none")
+    assert builtin[0].providers == ["builtin"]

@@ -33,6 +33,7 @@ class Case:
     exit_code: int = 2
     creates_run: bool = False  # True when the failure happens after the run folder exists
     fsize_limit: int | None = None  # RLIMIT_FSIZE for the run (simulates a full disk)
+    isolated: bool = False  # run in a fresh Python whose path starts with the case folder (modules it shadows)
 
 
 def _compile(cfg: dict, folder: Path, *extra: str) -> list[str]:
@@ -138,6 +139,15 @@ def _report_unfinished(folder: Path) -> list[str]:
 def _profile_text_file(folder: Path) -> list[str]:
     (folder / "model.txt").write_text("hello")
     return ["profile", str(folder / "model.txt")]
+
+
+def _without_tflite_extra(folder: Path) -> list[str]:
+    """A fresh Python where ``import litert_torch`` fails, as after ``pip install edgekd`` without the extra."""
+    (folder / "litert_torch").mkdir()
+    (folder / "litert_torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'litert_torch'\")\n"
+    )
+    return _compile(tiny_config(folder), folder, "--target", "raspberry-pi-4")
 
 
 def _profile_broken_onnx(folder: Path) -> list[str]:
@@ -470,6 +480,14 @@ CASES: list[Case] = [
         fsize_limit=20_000,
     ),
     Case(
+        "tflite-extra-missing",
+        "compile for a TFLite target (raspberry-pi-4) without the tflite extra installed",
+        "BackendUnavailable",
+        ("litert-torch is not installed", "pip install 'edgekd[tflite]'"),
+        _without_tflite_extra,
+        isolated=True,
+    ),
+    Case(
         "config-not-found",
         "compile of a file that does not exist",
         "ConfigError",
@@ -490,7 +508,7 @@ CASES: list[Case] = [
         "profile-suffix",
         "edgekd profile of a file that is not a model",
         "ProfilingError",
-        ("only .onnx files",),
+        ("only .onnx (ONNX Runtime) and .tflite (LiteRT) files",),
         _profile_text_file,
     ),
     Case(

@@ -18,16 +18,17 @@ from tests.reliability.cases import CASES, Case, markdown_table
 README = Path(__file__).with_name("README.md")
 
 
-def _run_in_subprocess(args: list[str], cwd: Path, fsize_limit: int) -> tuple[int, str]:
+def _run_in_subprocess(args: list[str], cwd: Path, fsize_limit: int | None, path_first: Path | None) -> tuple[int, str]:
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_limit, fsize_limit))
+        if fsize_limit:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_limit, fsize_limit))
 
     proc = subprocess.run(
         [sys.executable, "-m", "edgekd", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (path_first, REPO) if p is not None)},
         preexec_fn=limit,
         timeout=600,
     )
@@ -39,8 +40,8 @@ def test_case(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # where cases write their own model builders
     args = case.setup(tmp_path)
-    if case.fsize_limit:
-        code, err = _run_in_subprocess(args, tmp_path, case.fsize_limit)
+    if case.fsize_limit or case.isolated:
+        code, err = _run_in_subprocess(args, tmp_path, case.fsize_limit, tmp_path if case.isolated else None)
     else:
         code = main(args)  # an exception escaping here would be a traceback for the user
         err = capsys.readouterr().err
