@@ -46,13 +46,15 @@ class LatencyStats:
     where: str = ""
     measured: bool = True
     on_target: bool = False
+    #: measured-host (ONNX Runtime here), measured-device (on the target's device over SSH) or predicted
+    source: str = "measured-host"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_runner(cls, entry: dict[str, Any], where: str) -> LatencyStats:
-        names = {f for f in cls.__dataclass_fields__ if f not in ("where", "measured", "on_target")}
+        names = {f for f in cls.__dataclass_fields__ if f not in ("where", "measured", "on_target", "source")}
         missing = names - entry.keys() - {"providers", "per_layer"}
         if missing:
             raise ProfilingError(

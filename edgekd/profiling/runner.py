@@ -125,17 +125,28 @@ def load_onnx(path: str, threads: int, batch: int) -> Loaded:
         # events come per run in order; each run's node events follow its "model_run" event
         starts = [e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
         first = starts[1] if len(starts) > 1 else 0
-        totals: dict[str, list[Any]] = {}
+        # per node: its time in each run; ranked by the median over runs, so one preempted run (a busy machine)
+        # cannot make a small layer look slow
+        run_starts = sorted(s for s in starts if s >= first)
+        per_node: dict[str, list[Any]] = {}
         for e in events:
             name = e.get("name", "")
             if e.get("cat") != "Node" or not name.endswith("_kernel_time") or e.get("ts", 0) < first:
                 continue
             node = name[: -len("_kernel_time")]
-            row = totals.setdefault(node, [e.get("args", {}).get("op_name", "?"), 0.0])
-            row[1] += float(e.get("dur", 0))
-        whole = sum(r[1] for r in totals.values()) or 1.0
-        ranked = sorted(totals.items(), key=lambda kv: -kv[1][1])[:k]
-        return [{"name": n, "op_type": op, "avg_ms": us / runs / 1000.0, "share": us / whole} for n, (op, us) in ranked]
+            run_index = sum(1 for s in run_starts if s <= e.get("ts", 0)) - 1
+            row = per_node.setdefault(node, [e.get("args", {}).get("op_name", "?"), {}])
+            row[1][run_index] = row[1].get(run_index, 0.0) + float(e.get("dur", 0))
+        stats = {}
+        for node, (op, by_run) in per_node.items():
+            values = [by_run.get(i, 0.0) for i in range(max(1, len(run_starts)))]
+            stats[node] = (op, float(np.median(values)) / 1000.0, float(np.mean(values)) / 1000.0)
+        whole = sum(v[1] for v in stats.values()) or 1.0
+        ranked = sorted(stats.items(), key=lambda kv: -kv[1][1])[:k]
+        return [
+            {"name": n, "op_type": op, "median_ms": med, "avg_ms": mean, "share": med / whole}
+            for n, (op, med, mean) in ranked
+        ]
 
     return Loaded(
         run=lambda: session.run(outputs, feed),
