@@ -128,9 +128,11 @@ def measure_files(
     warmup: int | None = None,
     runs: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    clock: str = "wall",
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """Median p50 per file over ``repeats`` interleaved measurements on the target, the spread (max-min)/median of
-    each, and a description of where they ran. Refuses a target that is neither this host nor reachable."""
+    each, and a description of where they ran. Refuses a target that is neither this host nor reachable.
+    ``clock="thread"`` (this host, one thread) times thread CPU time instead of wall time (see runner.measure)."""
     tp = target.profile
     kwargs: dict[str, Any] = {
         "threads": target.runtime.threads,
@@ -147,11 +149,11 @@ def measure_files(
         if r % 2:
             order.reverse()  # alternate the order so no model is always measured first
         files = [paths[i] for i in order]
-        dev = measure_on_device(target, files, note=why.append, **kwargs)
+        dev = None if clock != "wall" else measure_on_device(target, files, note=why.append, **kwargs)
         if dev is not None:
             stats, where, info = dev.stats, dev.where, {"address": dev.device.get("address"), **dev.device}
         elif target.is_host:
-            stats = measure(files, **kwargs)
+            stats = measure(files, clock=clock, **kwargs)
             where = stats[0].where if stats else "host"
             info = {"machine": where}
         else:
@@ -175,6 +177,7 @@ def measure_files(
         "runtime_version": first.runtime_version if first else None,
         "runs": kwargs["runs"],
         "repeats": repeats,
+        "clock": clock,
         **{k: v for k, v in info.items() if k not in ("where",)},
     }
     return med, spread, device
@@ -193,8 +196,21 @@ def build_predictor(
     specs = calibration_specs(models, seed, max_macs)
     with tempfile.TemporaryDirectory(prefix="edgekd-calib-") as tmp:
         paths = [export_spec(s, Path(tmp) / f"calib{i:03d}.onnx", seed) for i, s in enumerate(specs)]
-        graphs = [detect(p) for p in paths]
-        med, spread, device = measure_files(target, paths, repeats, runs=runs, on_progress=on_progress)
+        return fit_files(target, specs, paths, repeats, runs, on_progress)
+
+
+def fit_files(
+    target: TargetConfig,
+    specs: list[dict[str, Any]],
+    paths: list[Path],
+    repeats: int = 3,
+    runs: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    clock: str = "wall",
+) -> LatencyPredictor:
+    """Measure the exported calibration models ``paths`` (built from ``specs``) and fit the predictor on them."""
+    graphs = [detect(p) for p in paths]
+    med, spread, device = measure_files(target, paths, repeats, runs=runs, on_progress=on_progress, clock=clock)
     rows = [
         {"name": f"calib{i:03d}", "spec": s, "p50_ms": m, "p50_spread": sp, "graph": g}
         for i, (s, m, sp, g) in enumerate(zip(specs, med, spread, graphs, strict=True))

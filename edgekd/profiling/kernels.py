@@ -165,6 +165,15 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1) -> G
 
     used: set[str] = set()
     kernels: list[Kernel] = []
+    # the memory layout each tensor is in: "blocked" after a 16-aligned convolution (NCHWc-style), else "plain";
+    # a convolution reading a tensor in the other layout needs a reorder kernel first
+    layout: dict[str, str] = {}
+
+    def reorders(tensors: list[str], want: str, key: str) -> None:
+        for t in tensors:
+            if t in layout and layout[t] != want:
+                kernels.append(Kernel("reorder", [f"{key}:reorder"], 0.0, 2 * nbytes(t), shapes.get(t, ([], 4))[0]))
+
     for n in g.node:
         key = n.name or n.output[0]
         if key in used:
@@ -201,6 +210,11 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1) -> G
                 used.add(covered[-1])
                 out = nxt.output[0]
             t_type, macs, wbytes = _dense_features(n, shapes, inits, out)
+            if op == "Conv":
+                want = "blocked" if t_type.endswith(".a16") else "plain"
+                adds = [m for m in g.node if m.op_type == "Add" and (m.name or m.output[0]) in covered[1:]]
+                reorders([n.input[0], *(i for m in adds for i in m.input)], want, key)
+                layout[out] = want
             in_bytes = nbytes(n.input[0])
             out_shape = shapes.get(out, ([], 4))[0]
             total = in_bytes + nbytes(out) + wbytes + extra_bytes
@@ -218,6 +232,8 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1) -> G
         else:
             t_type, macs = "other", _numel(shapes.get(n.output[0], ([], 4))[0])
         kernels.append(Kernel(q + t_type, covered, macs, in_bytes + out_bytes, shapes.get(n.output[0], ([], 4))[0]))
+        if ins and ins[0] in layout and op in POOLS | ELTWISE:
+            layout[n.output[0]] = layout[ins[0]]
     input_bytes = sum(nbytes(i.name) for i in g.input if i.name not in inits)
     return Graph(kernels, input_bytes)
 

@@ -74,6 +74,7 @@ def measure(
     on_progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
     per_layer: int = 0,
+    clock: str = "wall",
 ) -> list[LatencyStats]:
     """Measure ``paths`` interleaved on this host in a subprocess; one LatencyStats per path, in order."""
     if not paths:
@@ -83,6 +84,8 @@ def measure(
     cmd += ["--threads", str(threads or 0)]
     if per_layer:
         cmd += ["--per-layer", str(per_layer)]
+    if clock != "wall":
+        cmd += ["--clock", clock]
     names = ", ".join(Path(p).name for p in paths)
     tail: deque[str] = deque(maxlen=20)
     try:
@@ -147,5 +150,6 @@ def measure(
         ) from exc
     ort_version = doc["models"][0].get("runtime_version", "?") if doc.get("models") else "?"
     thread_text = f"{threads} threads" if threads else "default threads"
-    where = f"host ({doc.get('host', {}).get('machine', '?')}, {thread_text}, onnxruntime {ort_version})"
+    clock_text = ", thread CPU time" if clock == "thread" else ""
+    where = f"host ({doc.get('host', {}).get('machine', '?')}, {thread_text}, onnxruntime {ort_version}{clock_text})"
     return [LatencyStats.from_runner(entry, where) for entry in doc["models"]]

@@ -31,6 +31,9 @@ def test_resnet_blocks_fuse_conv_add_relu_and_macs_match_pytorch(tmp_path: Path)
     fused = [k for k in g.kernels if any(n.endswith("/Add") for n in k.nodes)]
     assert len(fused) == 3 and all(k.nodes[-1].endswith("Relu") for k in fused)
     assert sum(k.macs for k in g.kernels if k.type != "pool") == count_macs(model, (1, 28, 28))
+    # widths 8 -> 16 -> 32: the 16-aligned convolutions read tensors written by 8-aligned ones, in another layout
+    reorders = [k for k in g.kernels if k.type == "reorder"]
+    assert reorders and all(k.nodes[0].endswith(":reorder") and k.bytes > 0 for k in reorders)
     assert g.input_bytes == 28 * 28 * 4
 
 
