@@ -94,8 +94,9 @@ def spec_key(spec: dict[str, Any]) -> str:
     return repr(sorted((k, repr(v)) for k, v in spec.items()))
 
 
-def calibration_specs(n: int, seed: int = 0, max_macs: float = MAX_MACS) -> list[dict[str, Any]]:
-    """``n`` distinct random specs within ``max_macs``."""
+def calibration_specs(n: int, seed: int = 0, max_macs: float | None = None) -> list[dict[str, Any]]:
+    """``n`` distinct random specs within ``max_macs`` (default MAX_MACS)."""
+    max_macs = MAX_MACS if max_macs is None else max_macs
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -104,8 +105,15 @@ def calibration_specs(n: int, seed: int = 0, max_macs: float = MAX_MACS) -> list
         key = spec_key(spec)
         if key in seen:
             continue
+        shape = (spec["in_channels"], spec["size"], spec["size"])
         try:
-            macs = count_macs(build_spec(spec), (spec["in_channels"], spec["size"], spec["size"]))
+            with torch.device("meta"):  # shapes only (no weights, no arithmetic): rejects large models cheaply
+                if count_macs(build_spec(spec), shape) > max_macs:
+                    continue
+        except RuntimeError:
+            pass  # decided on the CPU below
+        try:
+            macs = count_macs(build_spec(spec), shape)
         except RuntimeError:  # downsampled below 1 pixel
             continue
         if macs > max_macs:
@@ -190,7 +198,7 @@ def build_predictor(
     seed: int = 0,
     runs: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    max_macs: float = MAX_MACS,
+    max_macs: float | None = None,
 ) -> LatencyPredictor:
     """Measure ``models`` random calibration models on ``target`` and fit its latency predictor."""
     specs = calibration_specs(models, seed, max_macs)
