@@ -353,7 +353,9 @@ class LatencyPredictor:
         for k in graph.kernels:
             t = self._substitute(k.type)
             if t is None:
-                if k.type == "reshape":  # a shape-only kernel that no calibration model had: free
+                # a shape-only kernel, or a layout change, that no calibration model had: the device does not
+                # pay for it (every calibration set has models with mixed channel alignments)
+                if k.type in ("reshape", "reorder"):
                     rows.append({"type": k.type, "nodes": k.nodes, "ms": 0.0})
                     continue
                 missing.add(k.type)

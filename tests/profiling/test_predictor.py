@@ -103,6 +103,7 @@ def test_unmeasured_kernel_types_use_the_nearest_measured_one() -> None:
             Kernel("conv9x9.a16", ["a"], 1e6, 1e4, []),  # nearest measured size 7, nearest alignment a8
             Kernel("conv5x5", ["b"], 1e6, 1e4, []),  # sizes 3 and 7 tie: the larger
             Kernel("conv3x3.a16", ["c"], 1e6, 1e4, []),  # same size, other alignment
+            Kernel("reorder", ["r"], 0.0, 1e4, []),  # a layout change the table never saw: free
         ],
         0.0,
     )
