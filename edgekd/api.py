@@ -23,7 +23,7 @@ from edgekd.artifacts import sha256_file
 from edgekd.config import ModelConfig, TargetConfig, load_model_config, with_device
 from edgekd.data import load_data
 from edgekd.errors import STORAGE_ERRNOS, EdgekdError, PipelineError, storage_error
-from edgekd.kd.train import predict
+from edgekd.kd.train import predict as predict_logits
 from edgekd.models import build, check_input, load_weights
 from edgekd.pipeline import Cache, Context, Pass, PassManager, RunLock, check_order
 from edgekd.progress import EventLog, console
@@ -158,7 +158,7 @@ def compile(
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
     if data.unlabelled:  # teacher as annotator
         with torch.no_grad():
-            data.label_with(lambda x: predict(teacher, x))
+            data.label_with(lambda x: predict_logits(teacher, x))
 
     run_dir = _run_dir(out, cfg, resume)
     with RunLock(run_dir):
@@ -285,10 +285,26 @@ def profile(
     return stats
 
 
+def predict(model: str | Path, target: str | Path | TargetConfig = "x86-cpu", per_layer: int = 5) -> dict[str, Any]:
+    """The latency record of an ONNX file predicted by ``target``'s latency predictor (ProfilingError if none)."""
+    from edgekd.errors import ProfilingError
+    from edgekd.profiling.predictor import load_for_target, predictor_path
+
+    tgt = target if isinstance(target, TargetConfig) else load_target(target)
+    pred = load_for_target(tgt)
+    if pred is None:
+        raise ProfilingError(
+            f"target {tgt.name} has no latency predictor ({predictor_path(tgt)})",
+            fix=f"build it: edgekd profile --build-predictor --target {tgt.name}",
+        )
+    return pred.predict(model, tgt.profile.batch).to_latency(per_layer)
+
+
 def report(run_dir: str | Path) -> Path:
-    """Re-render ``report.md`` of a finished run from its ``result.json``."""
+    """Re-render ``report.md`` and ``report.html`` of a finished run from its ``result.json``; returns report.md."""
     from edgekd.artifacts import atomic_write_bytes
     from edgekd.errors import ConfigError
+    from edgekd.report.html import render_html
     from edgekd.report.markdown import render_markdown
 
     run = Path(run_dir)
@@ -301,6 +317,47 @@ def report(run_dir: str | Path) -> Path:
         result = json.loads(result_file.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{result_file}: not valid JSON ({exc})", fix="re-run the compile with --resume") from exc
+    if not isinstance(result, dict) or "target" not in result or "config" not in result:
+        raise ConfigError(f"{result_file}: not an edgekd result.json", fix="give the run folder of an edgekd compile")
     path = run / "report.md"
     atomic_write_bytes(path, render_markdown(result).encode())
+    atomic_write_bytes(run / "report.html", render_html(result).encode())
     return path
+
+
+def build_predictor(
+    target: str | Path | TargetConfig = "x86-cpu",
+    device: str | None = None,
+    models: int = 60,
+    repeats: int = 3,
+    runs: int | None = None,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    quiet: bool = False,
+) -> tuple[Any, Path]:
+    """Measure random calibration models on ``target`` (its SSH device, ``device``, or this host when the target is
+    the host), fit its latency predictor and save it (default: ``<target>.predictor.json`` beside the target file,
+    or the target's ``predictor:`` path). Returns (LatencyPredictor, path)."""
+    from edgekd.profiling.calibrate import build_predictor as build
+    from edgekd.profiling.predictor import predictor_path
+
+    tgt = target if isinstance(target, TargetConfig) else load_target(target)
+    if device:
+        tgt = with_device(tgt, device)
+    if threads is not None:
+        tgt = tgt.model_copy(deep=True)
+        tgt.runtime.threads = threads
+    path = Path(out) if out is not None else predictor_path(tgt)
+    if not quiet:
+        console.print(f"building the latency predictor of {tgt.name}: {models} calibration models x {repeats} repeats")
+    pred = build(
+        tgt,
+        models=models,
+        repeats=repeats,
+        seed=seed,
+        runs=runs,
+        on_progress=None if quiet else (lambda d, n: console.print(f"  measured {d}/{n}")),
+    )
+    pred.save(path)
+    return pred, path

@@ -6,6 +6,7 @@ User errors (:class:`edgekd.errors.EdgekdError`) print as ``error [Type]: ...`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -88,35 +89,60 @@ def _cmd_targets(a: argparse.Namespace) -> int:
 
 def _cmd_profile(a: argparse.Namespace) -> int:
     from edgekd import api
+    from edgekd.errors import ConfigError
 
-    (s,) = api.profile(a.model, target=a.target, runs=a.runs, warmup=a.warmup, device=a.device, per_layer=a.per_layer)
-    d = s.to_dict()
+    if a.build_predictor:
+        pred, path = api.build_predictor(
+            a.target, device=a.device, models=a.models, repeats=a.repeats, runs=a.runs, threads=a.threads,
+            out=a.out, quiet=a.json,
+        )  # fmt: skip
+        loo = pred.fit_quality.get("leave_one_out", {})
+        if a.json:
+            print(json.dumps({"path": str(path), "fit": pred.fit_quality, "device": pred.device}, indent=2))
+            return 0
+        print(f"latency predictor: {path}")
+        print(f"  measured on {pred.device.get('where')}; {pred.fit_quality.get('models')} models fitted")
+        print(
+            f"  leave-one-out: {100 * loo.get('within_10pct', 0):.0f}% within ±10%, median |error| "
+            f"{100 * loo.get('median_abs_rel_error', 0):.1f}%"
+        )
+        return 0
+    if a.model is None:
+        raise ConfigError("edgekd profile: give a model file, or --build-predictor", fix="edgekd profile model.onnx")
+    if a.predict:
+        d = api.predict(a.model, target=a.target, per_layer=a.per_layer or 5)
+        d["path"] = a.model
+    else:
+        (s,) = api.profile(
+            a.model, target=a.target, runs=a.runs, warmup=a.warmup, device=a.device, per_layer=a.per_layer
+        )
+        d = s.to_dict()
+        if d.get("source") != "measured-device" and not d.get("on_target"):
+            with contextlib.suppress(EdgekdError):  # the target's predictor, if any, says what the host cannot
+                d["predicted"] = api.predict(a.model, target=a.target, per_layer=a.per_layer or 5)
     if a.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
-    print(f"{a.model}: {d.get('where', '')}")
-    for k in ("p50", "p90", "p99", "mean", "std", "min", "max"):
-        if d.get(k + "_ms") is not None:
-            print(f"  {k:5s} {d[k + '_ms']:9.3f} ms")
-    print(
-        f"  throughput {d['throughput']:.1f} inferences/s, init {d['init_ms']:.1f} ms, "
-        f"model {d['model_bytes'] / 1024:.1f} KB, peak RSS {_mb(d['peak_rss_mb'])}, threads {d['threads']}"
-    )
-    if d.get("per_layer"):
-        print(f"  slowest {len(d['per_layer'])} layers:")
-        for row in d["per_layer"]:
-            print(f"    {row['avg_ms']:8.3f} ms {100 * row['share']:5.1f}%  {row['op_type']:14s} {row['name']}")
+    from edgekd.report.document import Document, latency_sections
+    from edgekd.report.markdown import sections_to_markdown
+
+    sections = latency_sections([(f"`{a.model}`", d)], f"Target {a.target}, batch 1.")
+    print("\n".join(sections_to_markdown(sections)).rstrip())
+    if a.html:
+        from edgekd.artifacts import atomic_write_bytes
+        from edgekd.report.html import document_to_html
+
+        html = document_to_html(Document(f"edgekd profile: {a.model}", sections))
+        print(f"\nreport: {atomic_write_bytes(a.html, html.encode())}")
     return 0
-
-
-def _mb(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f} MB"
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
     from edgekd import api
 
-    print(api.report(a.run))
+    md = api.report(a.run)
+    print(md)
+    print(md.with_name("report.html"))
     return 0
 
 
@@ -185,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=_cmd_targets)
 
-    pr = sub.add_parser("profile", help="latency of an exported model on a target")
-    pr.add_argument("model", help="an .onnx (ONNX Runtime) or .tflite (LiteRT) file")
+    pr = sub.add_parser("profile", help="latency of an exported model on a target, or --build-predictor for the target")
+    pr.add_argument("model", nargs="?", default=None, help="an .onnx (ONNX Runtime) or .tflite (LiteRT) file")
     pr.add_argument("--target", default="x86-cpu")
     pr.add_argument("--runs", type=int, default=None)
     pr.add_argument("--warmup", type=int, default=None)
@@ -198,9 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure latency on this device over SSH (key auth, host key must be in known_hosts)",
     )
     pr.add_argument("--per-layer", type=int, default=0, metavar="K", help="also show the K slowest layers")
+    pr.add_argument("--html", default=None, metavar="FILE", help="also write the latency section as an HTML page")
+    pr.add_argument("--predict", action="store_true", help="predict with the target's latency predictor, no run")
+    pr.add_argument(
+        "--build-predictor",
+        action="store_true",
+        help="measure calibration models on the target (its device, or this host) and write its latency predictor",
+    )
+    pr.add_argument("--models", type=int, default=60, help="--build-predictor: calibration models (default 60)")
+    pr.add_argument("--repeats", type=int, default=3, help="--build-predictor: measurements per model (median)")
+    pr.add_argument("--threads", type=int, default=None, help="--build-predictor: runtime threads (default: target's)")
+    pr.add_argument(
+        "--out", default=None, help="--build-predictor: predictor file (default: <target>.predictor.json beside it)"
+    )
     pr.set_defaults(func=_cmd_profile)
 
-    r = sub.add_parser("report", help="re-render report.md of a finished run")
+    r = sub.add_parser("report", help="re-render report.md and report.html of a finished run")
     r.add_argument("run", help="runs/<run-id>")
     r.set_defaults(func=_cmd_report)
 

@@ -266,7 +266,16 @@ class TargetConfig(Strict):
     quantization: TargetQuant = Field(default_factory=TargetQuant)
     device: DeviceSpec = Field(default_factory=DeviceSpec)
     profile: ProfileSpec = Field(default_factory=ProfileSpec)
-    predictor: str | None = None
+    predictor: str | None = Field(
+        default=None,
+        description="latency predictor file (JSON, relative to this target file); default: <target>.predictor.json "
+        "beside it. Build it with: edgekd profile --build-predictor --target <name>",
+    )
+    latency: Literal["measure", "predictor"] = Field(
+        default="measure",
+        description="measure: search candidates are measured (on this host when the target is the host); "
+        "predictor: always predict them from the predictor file",
+    )
 
     source_file: Path | None = Field(default=None, exclude=True)
 

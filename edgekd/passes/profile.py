@@ -13,9 +13,11 @@ from pydantic import Field
 
 from edgekd.backends.onnx_export import export_onnx
 from edgekd.config import Strict
+from edgekd.errors import ProfilingError
 from edgekd.pipeline import Artifact, Context, Pass
 from edgekd.profiling.device import DeviceRun, measure_on_device
 from edgekd.profiling.latency import measure
+from edgekd.profiling.predictor import load_for_target
 from edgekd.registry import register_pass
 
 
@@ -75,9 +77,13 @@ class Profile(Pass):
                 tflite_delegate=str(ctx.target.runtime.options.get("delegate", "xnnpack")),
             )
         results = {}
+        source = "measured-device" if device is not None else "measured-host"
+        predicted = _predicted(ctx, arts, c.per_layer) if not measured_on_target else {}
         for art, s in zip(arts, stats, strict=True):
             d = s.to_dict()
-            d.update({"where": where, "measured": True, "on_target": measured_on_target})
+            d.update({"where": where, "measured": True, "on_target": measured_on_target, "source": source})
+            if art.name in predicted:
+                d["predicted"] = predicted[art.name]
             art.info["latency"] = d
             results[art.name] = d
         bar.finish(**{f"{n}_p50_ms": r["p50_ms"] for n, r in results.items()})
@@ -85,7 +91,13 @@ class Profile(Pass):
             t50 = results["teacher_onnx"]["p50_ms"]
             for r in results.values():
                 r["speedup_vs_teacher"] = round(t50 / r["p50_ms"], 3) if r["p50_ms"] > 0 else None
-        ctx.metrics["profile"] = {"threads": threads, "batch": tp.batch, "where": where, "results": results}
+        ctx.metrics["profile"] = {
+            "threads": threads,
+            "batch": tp.batch,
+            "where": where,
+            "source": source,
+            "results": results,
+        }
         if device is not None:
             ctx.metrics["profile"]["device"] = device.device
 
@@ -105,6 +117,24 @@ class Profile(Pass):
             f"measured on host ({platform.machine()}, {runtimes}) as a stand-in, not on {ctx.target.name}",
             False,
         )
+
+
+def _predicted(ctx: Context, arts: list[Artifact], per_layer: int) -> dict[str, dict]:
+    """Predicted latencies on the target (its latency predictor) for figures not measured there; notes a failure."""
+    try:
+        pred = load_for_target(ctx.target)
+    except ProfilingError as exc:
+        ctx.note(f"latency predictor of {ctx.target.name} not used: {exc.message}")
+        return {}
+    if pred is None:
+        return {}
+    out = {}
+    for a in arts:
+        try:
+            out[a.name] = pred.predict(ctx.path_of(a.name), ctx.target.profile.batch).to_latency(per_layer or 5)
+        except ProfilingError as exc:
+            ctx.note(f"{a.path}: latency on {ctx.target.name} not predicted: {exc.message}")
+    return out
 
 
 def _measure_on_device(

@@ -1,4 +1,4 @@
-"""report: write ``result.json`` (for pipelines) and ``report.md`` (for people) into the run folder."""
+"""report: write ``result.json`` (for pipelines), ``report.md`` and ``report.html`` (for people) into the run folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from edgekd.config import Strict
 from edgekd.pipeline import Context, Pass
 from edgekd.registry import register_pass
+from edgekd.report.html import render_html
 from edgekd.report.markdown import render_markdown
 from edgekd.report.result import build_result
 
@@ -26,6 +27,8 @@ class Report(Pass):
         result = build_result(ctx, ctx.records)
         with ctx.artifact("report_md", "report.md", "markdown", precision="-", backend="-") as tmp:
             tmp.write_text(render_markdown(result))
+        with ctx.artifact("report_html", "report.html", "html", precision="-", backend="-") as tmp:
+            tmp.write_text(render_html(result))
         # result.json is written last: pipelines take its presence as "the compile finished"
         with ctx.artifact("result_json", "result.json", "json", precision="-", backend="-") as tmp:
             tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")

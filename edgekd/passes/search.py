@@ -28,7 +28,7 @@ from edgekd.nas.evolution import Evaluated, aging_evolution, pareto
 from edgekd.nas.proxies import PROXIES, ProbeBatch, score
 from edgekd.nas.space import ResNetSpace
 from edgekd.pipeline import Context, Pass
-from edgekd.profiling.quick import quick_latency_ms
+from edgekd.profiling.candidate import candidate_latency
 from edgekd.registry import register_pass
 
 
@@ -86,25 +86,30 @@ class Search(Pass):
         c: SearchConfig = self.config  # type: ignore[assignment]
         seed = ctx.config.seed if c.seed is None else c.seed
         shape, k = ctx.data.input_shape, ctx.data.num_classes
-        measure = ctx.target.is_host
+        # --- latency source (issue #7): measured on this host, or predicted by the target's latency predictor ---
+        lat = candidate_latency(ctx.target)
+        measure = lat.fn is not None
         if c.budget.latency_ms is not None and not measure:
             raise PipelineError(
                 f"search.budget.latency_ms needs latency on {ctx.target.name}, which cannot be measured here "
-                "and has no calibrated predictor yet",
-                fix="budget params/macs instead, or search for a target this host measures (x86-cpu)",
+                "and has no latency predictor",
+                fix=f"build one (edgekd profile --build-predictor --target {ctx.target.name} --device user@host), "
+                "or budget params/macs instead",
             )
         if not measure:
             ctx.note(
-                f"search: candidate latency not measured ({ctx.target.name} is not this host); "
-                "the Pareto set uses MACs as the cost"
+                f"search: candidate latency not measured ({ctx.target.name} is not this host and has no latency "
+                "predictor); the Pareto set uses MACs as the cost"
             )
+        elif lat.source == "predicted":
+            ctx.note(f"search: candidate latencies are predicted, not measured: {lat.describe}")
+        # --- end of the latency-source hook ---
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(ctx.data.train), generator=g)
         batches = [
             ProbeBatch(ctx.data.train.x[idx], ctx.data.train.y[idx], k)
             for idx in order[: c.batches * c.batch_size].split(c.batch_size)
         ]
-        threads = ctx.target.runtime.threads
         rejected = {"params": 0, "macs": 0, "latency_ms": 0}
         cache: dict[tuple[int, ...], Evaluated | None] = {}
 
@@ -123,7 +128,7 @@ class Search(Pass):
             )
             latency = None
             if over is None and measure:
-                latency = quick_latency_ms(model, shape, threads)
+                latency = lat.fn(model, shape)  # type: ignore[misc]
                 if c.budget.latency_ms and latency > c.budget.latency_ms:
                     over = "latency_ms"
             if over is not None:
@@ -161,7 +166,8 @@ class Search(Pass):
             "proxy": c.proxy,
             "space_size": c.space.size(),
             "budget": c.budget.model_dump(),
-            "latency": "measured on host, ONNX Runtime, batch 1, median of 50 (in process)" if measure else None,
+            "latency": lat.describe if measure else None,
+            "latency_source": lat.source,
             "chosen": _row(best),
             "pareto": [_row(e) for e in front],
             "history": [_row(e) for e in history],

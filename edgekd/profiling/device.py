@@ -142,6 +142,7 @@ class DeviceProfiler:
         for local, entry in zip(paths, models, strict=True):
             s = LatencyStats.from_runner({**entry, "path": str(local)}, where)
             s.on_target = True
+            s.source = "measured-device"
             stats.append(s)
         return DeviceRun(stats, where, {"address": self.address, "uname": uname, **host})
 
@@ -228,7 +229,7 @@ class DeviceProfiler:
                 on_progress(i + 1, len(paths))
         where = f"device {self.address} ({uname}, TensorRT {version} via trtexec, warm-up {warmup_text(opts)})"
         for s in stats:
-            s.where, s.on_target = where, True
+            s.where, s.on_target, s.source = where, True, "measured-device"
         return DeviceRun(stats, where, {"address": self.address, "uname": uname, "tensorrt": version})
 
 

@@ -46,13 +46,15 @@ class LatencyStats:
     where: str = ""
     measured: bool = True
     on_target: bool = False
+    #: measured-host (ONNX Runtime here), measured-device (on the target's device over SSH) or predicted
+    source: str = "measured-host"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_runner(cls, entry: dict[str, Any], where: str) -> LatencyStats:
-        names = {f for f in cls.__dataclass_fields__ if f not in ("where", "measured", "on_target")}
+        names = {f for f in cls.__dataclass_fields__ if f not in ("where", "measured", "on_target", "source")}
         missing = names - entry.keys() - {"providers", "per_layer"}
         if missing:
             raise ProfilingError(
@@ -73,6 +75,7 @@ def measure(
     timeout: float | None = None,
     per_layer: int = 0,
     tflite_delegate: str = "xnnpack",
+    clock: str = "wall",
 ) -> list[LatencyStats]:
     """Measure ``paths`` (``.onnx`` in ONNX Runtime, ``.tflite`` in LiteRT) interleaved on this host in a subprocess;
     one LatencyStats per path, in order."""
@@ -85,6 +88,8 @@ def measure(
         cmd += ["--per-layer", str(per_layer)]
     if tflite_delegate != "xnnpack":
         cmd += ["--tflite-delegate", tflite_delegate]
+    if clock != "wall":
+        cmd += ["--clock", clock]
     names = ", ".join(Path(p).name for p in paths)
     tail: deque[str] = deque(maxlen=20)
     try:
@@ -149,10 +154,11 @@ def measure(
         ) from exc
     thread_text = f"{threads} threads" if threads else "default threads"
     machine = doc.get("host", {}).get("machine", "?")
+    clock_text = ", thread CPU time" if clock == "thread" else ""
     out = []
     for entry in doc["models"]:
         runtime = f"{entry.get('runtime', 'onnxruntime')} {entry.get('runtime_version', '?')}"
         if entry.get("runtime") == "litert":
             runtime += f" ({', '.join(entry.get('providers') or [])})"
-        out.append(LatencyStats.from_runner(entry, f"host ({machine}, {thread_text}, {runtime})"))
+        out.append(LatencyStats.from_runner(entry, f"host ({machine}, {thread_text}, {runtime}{clock_text})"))
     return out

@@ -125,17 +125,28 @@ def load_onnx(path: str, threads: int, batch: int) -> Loaded:
         # events come per run in order; each run's node events follow its "model_run" event
         starts = [e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
         first = starts[1] if len(starts) > 1 else 0
-        totals: dict[str, list[Any]] = {}
+        # per node: its time in each run; ranked by the median over runs, so one preempted run (a busy machine)
+        # cannot make a small layer look slow
+        run_starts = sorted(s for s in starts if s >= first)
+        per_node: dict[str, list[Any]] = {}
         for e in events:
             name = e.get("name", "")
             if e.get("cat") != "Node" or not name.endswith("_kernel_time") or e.get("ts", 0) < first:
                 continue
             node = name[: -len("_kernel_time")]
-            row = totals.setdefault(node, [e.get("args", {}).get("op_name", "?"), 0.0])
-            row[1] += float(e.get("dur", 0))
-        whole = sum(r[1] for r in totals.values()) or 1.0
-        ranked = sorted(totals.items(), key=lambda kv: -kv[1][1])[:k]
-        return [{"name": n, "op_type": op, "avg_ms": us / runs / 1000.0, "share": us / whole} for n, (op, us) in ranked]
+            run_index = sum(1 for s in run_starts if s <= e.get("ts", 0)) - 1
+            row = per_node.setdefault(node, [e.get("args", {}).get("op_name", "?"), {}])
+            row[1][run_index] = row[1].get(run_index, 0.0) + float(e.get("dur", 0))
+        stats = {}
+        for node, (op, by_run) in per_node.items():
+            values = [by_run.get(i, 0.0) for i in range(max(1, len(run_starts)))]
+            stats[node] = (op, float(np.median(values)) / 1000.0, float(np.mean(values)) / 1000.0)
+        whole = sum(v[1] for v in stats.values()) or 1.0
+        ranked = sorted(stats.items(), key=lambda kv: -kv[1][1])[:k]
+        return [
+            {"name": n, "op_type": op, "median_ms": med, "avg_ms": mean, "share": med / whole}
+            for n, (op, med, mean) in ranked
+        ]
 
     return Loaded(
         run=lambda: session.run(outputs, feed),
@@ -254,9 +265,25 @@ def _progress(done: int, total: int) -> None:
 
 
 def measure(
-    paths: list[str], warmup: int, runs: int, rounds: int, threads: int, batch: int, per_layer: int = 0
+    paths: list[str],
+    warmup: int,
+    runs: int,
+    rounds: int,
+    threads: int,
+    batch: int,
+    per_layer: int = 0,
+    clock: str = "wall",
 ) -> dict[str, Any]:
-    """Load every model, then time them interleaved; return the JSON-ready result document."""
+    """Load every model, then time them interleaved; return the JSON-ready result document.
+
+    ``clock="thread"`` times each inference with the calling thread's CPU time instead of wall time: on a shared
+    machine it leaves out the time the process waited, descheduled. Only for ``threads=1``, where the runtime
+    computes in the calling thread."""
+    if clock not in ("wall", "thread"):
+        raise RunnerError(f"--clock {clock!r}: use wall or thread")
+    if clock == "thread" and threads != 1:
+        raise RunnerError("--clock thread measures the calling thread only: use it with --threads 1")
+    now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
     for path in paths:
         suffix = os.path.splitext(path)[1].lower()
         if suffix not in RUNTIMES:
@@ -302,9 +329,9 @@ def measure(
             gc.disable()
             try:
                 for _ in range(n):
-                    t0 = time.perf_counter_ns()
+                    t0 = now()
                     model.run()
-                    times[i].append((time.perf_counter_ns() - t0) / 1e6)
+                    times[i].append((now() - t0) / 1e6)
             finally:
                 gc.enable()
             after = _rss_bytes()
@@ -353,7 +380,14 @@ def measure(
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
         },
-        "config": {"warmup": warmup, "runs": runs, "rounds": rounds, "threads": threads, "batch": batch},
+        "config": {
+            "warmup": warmup,
+            "runs": runs,
+            "rounds": rounds,
+            "threads": threads,
+            "batch": batch,
+            "clock": clock,
+        },
         "peak_rss_mb": peak,
         "models": results,
     }
@@ -373,12 +407,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tflite-delegate", choices=("xnnpack", "none"), default="xnnpack", help="LiteRT delegate for .tflite files"
     )
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "thread"],
+        help="thread: CPU time of the calling thread (--threads 1)",
+    )
     args = parser.parse_args(argv)
     TFLITE_DELEGATE["value"] = args.tflite_delegate
     if args.runs < 1 or args.rounds < 1 or args.batch < 1 or args.warmup < 0 or args.threads < 0 or args.per_layer < 0:
         parser.error("--runs, --rounds and --batch must be >= 1; --warmup, --threads and --per-layer >= 0")
     try:
-        doc = measure(list(args.models), args.warmup, args.runs, args.rounds, args.threads, args.batch, args.per_layer)
+        doc = measure(
+            list(args.models), args.warmup, args.runs, args.rounds, args.threads, args.batch, args.per_layer, args.clock
+        )
     except RunnerError as exc:
         sys.stderr.write(f"runner.py: error: {exc}\n")
         return 2

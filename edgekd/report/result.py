@@ -1,24 +1,32 @@
-"""``result.json``: the machine-readable outcome of a compile (schema version 1).
+"""``result.json``: the machine-readable outcome of a compile (schema version 2; see docs/result-schema.md).
 
 Top-level keys: ``schema_version``, ``edgekd_version``, ``run_id``, ``created``, ``config``,
-``target`` (name, description, backends, precisions, runtime, device), ``data``, ``teacher``,
-``student``, ``artifacts`` (name -> path, sha256, bytes, precision, backend, accuracy, parity,
-latency), ``lower`` (opset, simplification, TFLite settings, TensorRT checks and trtexec commands), ``stages``,
-``passes``, ``constraints`` (each with its value and whether it was met),
-``notes`` (what was not measured and why), ``environment``.
-Every latency carries ``measured`` (bool), ``on_target`` (bool) and ``where`` (text).
+``target`` (name, description, backends, precisions, runtime, device, latency, predictor), ``data``, ``teacher``,
+``student``, ``deployable``, ``artifacts`` (name -> path, sha256, bytes, precision, backend, accuracy, parity,
+latency), ``lower`` (opset, simplification, TFLite settings, TensorRT checks and trtexec
+commands), ``stages``, ``pass_table`` (one row per stage: accuracy, params, MACs, size, latency and its source),
+``search`` (the search pass's candidates, Pareto set and choice, or null), ``precision`` (artifact -> per-layer
+precision rows), ``passes``, ``profile``, ``constraints`` (each with its value and whether it was met),
+``notes`` (what was not measured and why), ``environment`` (versions, threads, device, latency sources).
+Every latency carries ``source`` (``measured-device`` | ``measured-host`` | ``predicted``), ``measured`` (bool),
+``on_target`` (bool) and ``where`` (text); a host stand-in may carry ``predicted`` (the predictor's figure for the
+target). v1 -> v2: added ``source``, ``predicted``, ``pass_table``, ``search``, ``precision``,
+``target.latency``/``target.predictor`` and the environment's ``threads``/``device``/``latency_sources``; nothing
+was removed or renamed.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from typing import Any
 
 from edgekd._version import __version__
 from edgekd.pipeline import Context
+from edgekd.report.document import source_of as latency_source
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def environment() -> dict[str, Any]:
@@ -91,9 +99,84 @@ def deployable(ctx: Context) -> dict[str, Any] | None:
     }
 
 
+def _search(ctx: Context) -> dict[str, Any] | None:
+    art = ctx.artifacts.get("search_json")
+    if art is None:
+        return ctx.metrics.get("search")
+    try:
+        return json.loads(ctx.path_of("search_json").read_text())
+    except (OSError, ValueError):
+        return ctx.metrics.get("search")
+
+
+def _precision(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+    """Per-layer precision of each student ONNX artifact: every kernel and whether it runs in int8 or float."""
+    from edgekd.profiling.kernels import detect
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in ctx.artifacts.values():
+        if a.kind != "onnx" or a.name == "teacher_onnx":
+            continue
+        try:
+            kernels = detect(ctx.path_of(a.name)).kernels
+        except Exception:  # a graph the detector cannot read is simply not tabulated
+            continue
+        float_prec = "fp16" if a.precision == "fp16" else "fp32"
+        out[a.name] = [
+            {"layer": k.nodes[0], "kernel": k.type, "precision": "int8" if k.type.startswith("q") else float_prec}
+            for k in kernels
+            if k.type not in ("reshape", "quant")
+        ]
+    return out
+
+
+def _pass_table(ctx: Context) -> list[dict[str, Any]]:
+    """The stages with accuracy, params, MACs, size and latency (with its source) wherever known."""
+    student = ctx.metrics.get("student", {})
+    teacher = ctx.metrics.get("teacher", {})
+    rows = []
+    for st in ctx.stages:
+        row = {k: st.get(k) for k in ("stage", "model", "accuracy", "accuracy_val", "params", "macs", "bytes")}
+        art_name = None
+        if st.get("stage") == "input":
+            art_name = "teacher_onnx"
+            row["params"] = row["params"] or teacher.get("params")
+            row["macs"] = row["macs"] or teacher.get("macs")
+        else:
+            row["params"] = row["params"] or student.get("params")
+            row["macs"] = row["macs"] or student.get("macs")
+            name = str(st.get("model", "")).split(" (")[0]
+            if name in ctx.artifacts:
+                art_name = name
+            elif st.get("stage") == "quantize" and "onnx_int8" in ctx.artifacts:
+                art_name = "onnx_int8"
+        lat = ctx.artifacts[art_name].info.get("latency") if art_name in ctx.artifacts else None
+        row["artifact"] = art_name
+        row["p50_ms"] = lat.get("p50_ms") if lat else None
+        row["latency_source"] = latency_source(lat)
+        row["measured"] = st.get("measured")
+        rows.append(row)
+    return rows
+
+
 def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
     t = ctx.target
     best = deployable(ctx)
+    prof = ctx.metrics.get("profile") or {}
+    sources = sorted(
+        {latency_source(a.info.get("latency")) for a in ctx.artifacts.values() if a.info.get("latency")} - {None}
+    )
+    env = environment()
+    env.update(
+        {
+            "threads": prof.get("threads", t.runtime.threads),
+            "batch": prof.get("batch", t.profile.batch),
+            "latency_device": prof.get("where"),
+            "device": prof.get("device"),
+            "precisions": sorted({a.precision for a in ctx.artifacts.values() if a.kind == "onnx"}),
+            "latency_sources": sources,
+        }
+    )
     return {
         "schema_version": SCHEMA_VERSION,
         "edgekd_version": __version__,
@@ -109,6 +192,8 @@ def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
             "runtime": t.runtime.model_dump(mode="json"),
             "device": t.device.model_dump(mode="json"),
             "measured_on_target": t.is_host,
+            "latency": t.latency,
+            "predictor": t.predictor,
         },
         "data": ctx.metrics.get("data", {}),
         "teacher": ctx.metrics.get("teacher", {}),
@@ -132,10 +217,13 @@ def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
             for a in ctx.artifacts.values()
         },
         "stages": ctx.stages,
+        "pass_table": _pass_table(ctx),
+        "search": _search(ctx),
+        "precision": _precision(ctx),
         "passes": passes,
         "lower": ctx.metrics.get("lower"),
         "profile": ctx.metrics.get("profile"),
         "constraints": _constraints(ctx, best),
         "notes": ctx.notes,
-        "environment": environment(),
+        "environment": env,
     }

@@ -53,7 +53,7 @@ def test_runner_json_and_heavier_model_is_slower(tmp_path: Path) -> None:
     proc = _run(str(light), str(heavy), "--warmup", "2", "--runs", "20", "--rounds", "4", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["config"] == {"warmup": 2, "runs": 20, "rounds": 4, "threads": 1, "batch": 1}
+    assert doc["config"] == {"warmup": 2, "runs": 20, "rounds": 4, "threads": 1, "batch": 1, "clock": "wall"}
     models = doc["models"]
     assert [m["path"] for m in models] == [str(light), str(heavy)]
     for m in models:
@@ -136,3 +136,13 @@ def test_tflite_files_are_measured_in_litert_side_by_side(tiny_tflite: dict) -> 
     assert stats[0].providers == ["xnnpack"] and "litert" in stats[0].where and stats[1].runs == 6
     builtin = latency.measure([files["int8"]], threads=1, warmup=1, runs=3, rounds=1, tflite_delegate="none")
     assert builtin[0].providers == ["builtin"]
+
+
+def test_thread_clock_needs_one_thread_and_times_cpu(tmp_path: Path) -> None:
+    model = _conv_model(tmp_path / "m.onnx", layers=2, channels=16, size=24)
+    proc = _run(str(model), "--warmup", "2", "--runs", "20", "--rounds", "2", "--threads", "1", "--clock", "thread")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["config"]["clock"] == "thread" and doc["models"][0]["p50_ms"] > 0
+    bad = _run(str(model), "--threads", "2", "--clock", "thread")
+    assert bad.returncode == 2 and "use it with --threads 1" in bad.stderr

@@ -1,0 +1,91 @@
+"""Kernel detection: the fused blocks found in exported graphs, their MACs and bytes, QDQ kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekd import zoo
+from edgekd.backends.onnx_export import export_onnx
+from edgekd.errors import ProfilingError
+from edgekd.models import count_macs
+from edgekd.profiling.calibrate import plain_stack
+from edgekd.profiling.kernels import _alignment, detect
+
+
+def test_resnet_blocks_fuse_conv_add_relu_and_macs_match_pytorch(tmp_path: Path) -> None:
+    model = zoo.build("resnet", {"depth": 8, "width": 8, "in_channels": 1, "num_classes": 10}).eval()
+    path = export_onnx(model, torch.zeros(1, 1, 28, 28), tmp_path / "r8.onnx")
+    g = detect(path)
+    types = [k.type.split(".")[0] for k in g.kernels]  # without the channel-alignment suffix
+    # stem + 2 convs per block (3 blocks) + 2 shortcut 1x1 convs, then pool, flatten, fc
+    assert types.count("conv3x3") == 7 and types.count("conv1x1") == 2
+    assert types[-3:] == ["pool", "reshape", "gemm"]
+    # the second conv of each block absorbs the residual Add and the ReLU: no standalone elementwise kernel
+    assert "eltwise" not in types
+    fused = [k for k in g.kernels if any(n.endswith("/Add") for n in k.nodes)]
+    assert len(fused) == 3 and all(k.nodes[-1].endswith("Relu") for k in fused)
+    assert sum(k.macs for k in g.kernels if k.type != "pool") == count_macs(model, (1, 28, 28))
+    # widths 8 -> 16 -> 32: the 16-aligned convolutions read tensors written by 8-aligned ones, in another layout
+    reorders = [k for k in g.kernels if k.type == "reorder"]
+    assert reorders and all(k.nodes[0].endswith(":reorder") and k.bytes > 0 for k in reorders)
+    assert g.input_bytes == 28 * 28 * 4
+
+
+def test_depthwise_and_kernel_sizes_are_typed(tmp_path: Path) -> None:
+    spec = {"in_channels": 3, "num_classes": 10, "layers": [["conv", 8, 5, 1], ["sep", 16, 3, 2], ["maxpool", 0, 0, 0]]}
+    path = export_onnx(plain_stack(spec).eval(), torch.zeros(1, 3, 16, 16), tmp_path / "p.onnx")
+    types = [k.type for k in detect(path).kernels]
+    assert types[:4] == ["conv5x5.a8", "dwconv.a8", "conv1x1.a8", "pool"]
+    dw = detect(path).kernels[1]
+    assert dw.macs == 8 * 8 * 8 * 9  # 8 channels, 8x8 output (stride 2), 3x3 taps, one input channel per group
+
+
+def test_channel_alignment_suffix() -> None:
+    assert _alignment(16, 32, 1) == ".a16" and _alignment(3, 16, 1) == ".a16"  # a first layer: outputs decide
+    assert _alignment(8, 24, 1) == ".a8" and _alignment(24, 24, 1) == ".a8"
+    assert _alignment(12, 20, 1) == "" and _alignment(16, 20, 1) == ""
+    assert _alignment(32, 32, 32) == ".a16"  # depthwise: channels
+
+
+def test_qdq_graph_gives_int8_kernels_and_boundary_quant(tmp_path: Path) -> None:
+    w = numpy_helper.from_array(np.ones((4, 4, 3, 3), dtype=np.int8), "w_q")
+    inits = [
+        w,
+        numpy_helper.from_array(np.array(0.1, dtype=np.float32), "s"),
+        numpy_helper.from_array(np.array(0, dtype=np.uint8), "z"),
+        numpy_helper.from_array(np.array(0, dtype=np.int8), "zw"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w_q", "s", "zw"], ["wd"]),
+        helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["y"], ["r"], name="relu"),
+        helper.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "q.onnx"))
+    kernels = detect(tmp_path / "q.onnx").kernels
+    assert [k.type for k in kernels] == ["quant", "qconv3x3", "quant"]
+    assert kernels[1].nodes == ["conv", "relu"] and kernels[1].macs == 4 * 8 * 8 * 4 * 9
+
+
+def test_unreadable_file_is_a_profiling_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ProfilingError, match=r"bad\.onnx: cannot read as ONNX"):
+        detect(bad)
