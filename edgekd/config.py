@@ -32,6 +32,11 @@ class ModelSpec(Strict):
     arch: str = Field(description="zoo architecture name (e.g. resnet) or 'package.module:function'")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
     checkpoint: Path | None = Field(default=None, description="state_dict file, relative to model.yaml")
+    shapes: dict[str, list[int]] | None = Field(
+        default=None,
+        description="sizes of pruned layers ({module path: [in, out, groups] | [features] | [in, out]}), "
+        "as written by the prune pass into student.pruned.json",
+    )
 
     @field_validator("arch")
     @classmethod
