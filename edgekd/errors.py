@@ -97,8 +97,9 @@ class AccuracyGuardError(EdgekdError):
     The best model it reached is saved in the run folder before this is raised (``saved`` lists the files).
     """
 
-    def __init__(self, message: str, fix: str | None = None, best_accuracy: float | None = None,
-                 saved: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, fix: str | None = None, best_accuracy: float | None = None, saved: list[str] | None = None
+    ) -> None:
         self.best_accuracy = best_accuracy
         self.saved = saved or []
         super().__init__(message, fix)

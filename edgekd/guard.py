@@ -55,8 +55,13 @@ def fail(ctx: Context, pass_name: str, guard: Guard, best_accuracy: float, best_
     records = [*ctx.records, {"pass": pass_name, "status": "failed", "error": message}]
     write_manifest(ctx, records)
     result = build_result(ctx, records)
-    result["failed"] = {"pass": pass_name, "error": "AccuracyGuardError", "message": message,
-                        "best_accuracy_val": best_accuracy, "saved": saved}
+    result["failed"] = {
+        "pass": pass_name,
+        "error": "AccuracyGuardError",
+        "message": message,
+        "best_accuracy_val": best_accuracy,
+        "saved": saved,
+    }
     with ctx.artifact("report_md", "report.md", "markdown", precision="-", backend="-") as tmp:
         tmp.write_text(render_markdown(result))
     with ctx.artifact("result_json", "result.json", "json", precision="-", backend="-") as tmp:

@@ -105,7 +105,9 @@ class Prune(Pass):
 
         start = measure(student, 0, 0.0)
         history = [start]
-        kept: tuple[nn.Module, dict[str, Any]] | None = (copy.deepcopy(student), start) if start["meets_guard"] is not False else None
+        kept: tuple[nn.Module, dict[str, Any]] | None = None
+        if start["meets_guard"] is not False:
+            kept = (copy.deepcopy(student), start)
         best_any: tuple[nn.Module, dict[str, Any]] = (copy.deepcopy(student), start)
         stopped = "ratio reached"
         work = student
@@ -132,7 +134,13 @@ class Prune(Pass):
             pruner.step(gradient_batch)
             ratio = c.ratio * step / c.steps
             recover(
-                work, teacher, train, val, teacher_logits, c.recovery, seed + step,
+                work,
+                teacher,
+                train,
+                val,
+                teacher_logits,
+                c.recovery,
+                seed + step,
                 ctx.progress(f"prune step {step}/{c.steps}"),
                 lambda r, s=step: ctx.events.emit("epoch", pass_="prune", step=s, **r),
             )
@@ -140,8 +148,10 @@ class Prune(Pass):
             history.append(rec)
             ctx.events.emit("prune_step", **rec)
             if not ctx.quiet:
-                print(f"  prune step {step}/{c.steps}: ratio {ratio:.2f}, params {rec['params']}, "
-                      f"MACs {rec['macs']}, val {rec['val_accuracy']:.2f}%")
+                print(
+                    f"  prune step {step}/{c.steps}: ratio {ratio:.2f}, params {rec['params']}, "
+                    f"MACs {rec['macs']}, val {rec['val_accuracy']:.2f}%"
+                )
             if rec["val_accuracy"] > best_any[1]["val_accuracy"] or best_any[1]["step"] == 0:
                 best_any = (copy.deepcopy(work), rec)
             if rec["meets_guard"] is False:
@@ -156,44 +166,74 @@ class Prune(Pass):
                 break
 
         metrics: dict[str, Any] = {
-            "ratio": c.ratio, "importance": c.importance, "scope": c.scope, "round_to": c.round_to,
-            "ignored": ignore, "steps_planned": c.steps, "recovery": c.recovery.model_dump(mode="json"),
-            "history": history, "stopped": stopped,
+            "ratio": c.ratio,
+            "importance": c.importance,
+            "scope": c.scope,
+            "round_to": c.round_to,
+            "ignored": ignore,
+            "steps_planned": c.steps,
+            "recovery": c.recovery.model_dump(mode="json"),
+            "history": history,
+            "stopped": stopped,
             "guard": None if guard is None else {"floor_val_accuracy": guard.floor, "max_drop": guard.max_drop},
         }
         if kept is None:  # not even one step (nor the input) meets the guard: save the best and fail
             model, rec = best_any
             self._save(ctx, model, before_shapes, metrics, rec, None)
             assert guard is not None
-            fail(ctx, "prune", guard, rec["val_accuracy"], f"step {rec['step']}, ratio {rec['ratio']}",
-                 ["student.pruned.safetensors", "student.pruned.json"])
+            fail(
+                ctx,
+                "prune",
+                guard,
+                rec["val_accuracy"],
+                f"step {rec['step']}, ratio {rec['ratio']}",
+                ["student.pruned.safetensors", "student.pruned.json"],
+            )
             return
         model, rec = kept
         if rec["step"] < len(history) - 1 or rec["step"] < c.steps:
             if rec["step"] == 0:
                 ctx.note(f"prune: stopped ({stopped}); the student is kept unpruned, the only model meeting the guard")
             elif "guard" in stopped:
-                ctx.note(f"prune: stopped ({stopped}); kept step {rec['step']} (ratio {rec['ratio']}), the most "
-                         "pruned model that meets the guard")
+                ctx.note(
+                    f"prune: stopped ({stopped}); kept step {rec['step']} (ratio {rec['ratio']}), the most "
+                    "pruned model that meets the guard"
+                )
         masks: dict[str, torch.Tensor] = {}
         if c.sparsity_2_4:
             model, masks, rec = self._sparsify(ctx, model, rec, teacher_logits, guard, seed, metrics)
         self._save(ctx, model, before_shapes, metrics, rec, masks)
 
     def _sparsify(
-        self, ctx: Context, model: nn.Module, rec: dict[str, Any], teacher_logits: torch.Tensor,
-        guard: Guard | None, seed: int, metrics: dict[str, Any],
+        self,
+        ctx: Context,
+        model: nn.Module,
+        rec: dict[str, Any],
+        teacher_logits: torch.Tensor,
+        guard: Guard | None,
+        seed: int,
+        metrics: dict[str, Any],
     ) -> tuple[nn.Module, dict[str, torch.Tensor], dict[str, Any]]:
         c: PruneConfig = self.config  # type: ignore[assignment]
         sparse = copy.deepcopy(model)
         masks = compute_masks(sparse, skip=set())
         with masks_kept(sparse, masks):
-            recover(sparse, ctx.teacher, ctx.data.train, ctx.data.val, teacher_logits, c.recovery, seed + 1000,
-                    ctx.progress("2:4 recovery"))
+            recover(
+                sparse,
+                ctx.teacher,
+                ctx.data.train,
+                ctx.data.val,
+                teacher_logits,
+                c.recovery,
+                seed + 1000,
+                ctx.progress("2:4 recovery"),
+            )
         acc = accuracy(sparse, ctx.data.val)
         if "tensorrt" not in ctx.target.backends:
-            ctx.note(f"prune.sparsity_2_4: target {ctx.target.name} has no TensorRT backend; 2:4 sparsity "
-                     "gives no speed there (the zeros are kept in the weights)")
+            ctx.note(
+                f"prune.sparsity_2_4: target {ctx.target.name} has no TensorRT backend; 2:4 sparsity "
+                "gives no speed there (the zeros are kept in the weights)"
+            )
         metrics["sparsity_2_4"] = {"layers": sorted(masks), "val_accuracy": acc, "trtexec_flag": "--sparsity=enable"}
         if guard is not None and not guard.ok(acc):
             ctx.note(f"prune.sparsity_2_4: dropped, it broke the guard ({acc:.2f}% < {guard.floor:.2f}%)")
@@ -203,8 +243,13 @@ class Prune(Pass):
         return sparse, masks, {**rec, "val_accuracy": acc}
 
     def _save(
-        self, ctx: Context, model: nn.Module, before: dict[str, list[int]], metrics: dict[str, Any],
-        rec: dict[str, Any], masks: dict[str, torch.Tensor] | None,
+        self,
+        ctx: Context,
+        model: nn.Module,
+        before: dict[str, list[int]],
+        metrics: dict[str, Any],
+        rec: dict[str, Any],
+        masks: dict[str, torch.Tensor] | None,
     ) -> None:
         from safetensors.torch import save_file
 
@@ -217,21 +262,34 @@ class Prune(Pass):
             save_file(state, str(tmp))
         description = {
             "format": "edgekd pruned student: build arch(params), resize the layers in shapes, load the safetensors",
-            "arch": spec.arch, "params": spec.params, "shapes": shapes,
-            "weights": "student.pruned.safetensors", "weights_sha256": ctx.artifacts["student_pruned"].sha256,
+            "arch": spec.arch,
+            "params": spec.params,
+            "shapes": shapes,
+            "weights": "student.pruned.safetensors",
+            "weights_sha256": ctx.artifacts["student_pruned"].sha256,
             "sparsity_2_4": sorted(masks) if masks else [],
         }
         with ctx.artifact("student_pruned_spec", "student.pruned.json", "json", backend="pytorch") as tmp:
             tmp.write_text(json.dumps(description, indent=2) + "\n")
         ctx.student, ctx.student_spec = model, spec
         test_acc = accuracy(model, ctx.data.test)
-        metrics.update({"kept_step": rec["step"], "kept_ratio": rec["ratio"], "val_accuracy": rec["val_accuracy"],
-                        "test_accuracy": test_acc,
-                        **_describe(model, ctx.data.input_shape)})
+        metrics.update(
+            {
+                "kept_step": rec["step"],
+                "kept_ratio": rec["ratio"],
+                "val_accuracy": rec["val_accuracy"],
+                "test_accuracy": test_acc,
+                **_describe(model, ctx.data.input_shape),
+            }
+        )
         ctx.metrics["prune"] = metrics
-        ctx.stages.append({
-            "stage": "prune", "model": f"student pruned (step {rec['step']}, channel ratio {rec['ratio']})",
-            "accuracy": test_acc, "params": metrics["params"], "macs": metrics["macs"],
-            "measured": "PyTorch on host, test split",
-        })
-
+        ctx.stages.append(
+            {
+                "stage": "prune",
+                "model": f"student pruned (step {rec['step']}, channel ratio {rec['ratio']})",
+                "accuracy": test_acc,
+                "params": metrics["params"],
+                "macs": metrics["macs"],
+                "measured": "PyTorch on host, test split",
+            }
+        )

@@ -97,8 +97,12 @@ class Quantize(Pass):
         metrics: dict[str, Any] = {"precision": "int8", "method": c.method}
         if c.method == "qat":
             metrics["qat"] = self._qat(ctx, act)
-        quant_kwargs = {"activation_type": act, "weight_type": tq.weight_type, "per_channel": per_channel,
-                        "method": method}
+        quant_kwargs = {
+            "activation_type": act,
+            "weight_type": tq.weight_type,
+            "per_channel": per_channel,
+            "method": method,
+        }
 
         def evaluate(path: Path) -> float:
             return onnx_accuracy(path, val.x, val.y, threads)
@@ -111,7 +115,13 @@ class Quantize(Pass):
             int8 = Path(tmp) / "student.int8.onnx"
             layers = match_layers(fp32, ctx.student, calib_x[:1])
             result = quantize_with_fallback(
-                fp32, int8, calib, evaluate, accept, layers, quant_kwargs,
+                fp32,
+                int8,
+                calib,
+                evaluate,
+                accept,
+                layers,
+                quant_kwargs,
                 c.fallback.max_layers if c.fallback.accuracy else 0,
                 log=lambda s: None if ctx.quiet else print(f"  {s}"),
             )
@@ -119,14 +129,21 @@ class Quantize(Pass):
             if c.fallback.latency != "off":
                 if c.fallback.latency == "per_layer":
                     latency_fallback(fp32, int8, calib, result, shape, threads, quant_kwargs, evaluate, accept)
-                latency = {"fp32_ms": host_latency_ms(fp32, shape, threads),
-                           "int8_ms": host_latency_ms(int8, shape, threads), "where": "ONNX Runtime on host, batch 1"}
+                latency = {
+                    "fp32_ms": host_latency_ms(fp32, shape, threads),
+                    "int8_ms": host_latency_ms(int8, shape, threads),
+                    "where": "ONNX Runtime on host, batch 1",
+                }
             with ctx.artifact("onnx_int8", "student.int8.onnx", "onnx", precision="int8", backend="onnx") as out:
                 shutil.copyfile(int8, out)
         art = ctx.artifacts["onnx_int8"]
         art.info["quantization"] = {
-            "format": "QDQ", "activations": act, "weights": tq.weight_type, "per_channel": per_channel,
-            "calibration": {"samples": len(calib), "method": method}, "method": c.method,
+            "format": "QDQ",
+            "activations": act,
+            "weights": tq.weight_type,
+            "per_channel": per_channel,
+            "calibration": {"samples": len(calib), "method": method},
+            "method": c.method,
             "fp32_layers": result.excluded,
         }
         if latency and latency["int8_ms"] > latency["fp32_ms"] * 1.05:
@@ -135,25 +152,41 @@ class Quantize(Pass):
                 f"{latency['fp32_ms']:.3f} ms, batch 1); ship the fp32 student.onnx for {ctx.target.name}"
             )
             latency["int8_slower"] = True
-        metrics.update({
-            "activation_type": act, "per_channel": per_channel, "calibration_samples": len(calib),
-            "calibration_method": method, "val_accuracy": result.accuracy,
-            "val_accuracy_all_int8": result.int8_accuracy_all,
-            "layers": [layer.to_dict() for layer in result.layers], "fallback_trials": result.trials,
-            "latency_check": latency,
-            "guard": None if guard is None else {"floor_val_accuracy": guard.floor, "max_drop": guard.max_drop},
-        })
+        metrics.update(
+            {
+                "activation_type": act,
+                "per_channel": per_channel,
+                "calibration_samples": len(calib),
+                "calibration_method": method,
+                "val_accuracy": result.accuracy,
+                "val_accuracy_all_int8": result.int8_accuracy_all,
+                "layers": [layer.to_dict() for layer in result.layers],
+                "fallback_trials": result.trials,
+                "latency_check": latency,
+                "guard": None if guard is None else {"floor_val_accuracy": guard.floor, "max_drop": guard.max_drop},
+            }
+        )
         ctx.metrics["quantize"] = metrics
         n_fp32 = len(result.excluded)
-        ctx.stages.append({
-            "stage": "quantize",
-            "model": f"student int8 QDQ ({act} activations, {c.method}"
-            + (f", {n_fp32} layer(s) fp32)" if n_fp32 else ")"),
-            "accuracy_val": result.accuracy, "bytes": art.bytes, "measured": "ONNX Runtime on host, val split",
-        })
+        ctx.stages.append(
+            {
+                "stage": "quantize",
+                "model": f"student int8 QDQ ({act} activations, {c.method}"
+                + (f", {n_fp32} layer(s) fp32)" if n_fp32 else ")"),
+                "accuracy_val": result.accuracy,
+                "bytes": art.bytes,
+                "measured": "ONNX Runtime on host, val split",
+            }
+        )
         if guard is not None and c.fallback.accuracy and not guard.ok(result.accuracy):
-            fail(ctx, "quantize", guard, result.accuracy,
-                 f"INT8 with {n_fp32} of {len(result.layers)} layers in fp32", ["student.int8.onnx"])
+            fail(
+                ctx,
+                "quantize",
+                guard,
+                result.accuracy,
+                f"INT8 with {n_fp32} of {len(result.layers)} layers in fp32",
+                ["student.int8.onnx"],
+            )
 
     def _qat(self, ctx: Context, act: str) -> dict[str, Any]:
         c: QuantizeConfig = self.config  # type: ignore[assignment]
@@ -165,23 +198,35 @@ class Quantize(Pass):
             calibrate(student, twins, ctx.data.calibration.x)
             before = accuracy(student, ctx.data.val)
             history = recover(
-                student, teacher, ctx.data.train, ctx.data.val, teacher_logits, c.qat, seed,
-                ctx.progress("QAT (KD)"), lambda r: ctx.events.emit("epoch", pass_="quantize", **r),
+                student,
+                teacher,
+                ctx.data.train,
+                ctx.data.val,
+                teacher_logits,
+                c.qat,
+                seed,
+                ctx.progress("QAT (KD)"),
+                lambda r: ctx.events.emit("epoch", pass_="quantize", **r),
             )
             after = accuracy(student, ctx.data.val)
             snap_weights(twins)
         student.eval()
-        return {"epochs": c.qat.epochs, "lr": c.qat.lr, "loss": c.qat.loss, "layers_fake_quantized": len(twins),
-                "val_accuracy_fake_quant_before": before, "val_accuracy_fake_quant_after": after,
-                "best_epoch": history.best_epoch if history else None,
-                "seconds": round(history.seconds, 1) if history else 0.0}
+        return {
+            "epochs": c.qat.epochs,
+            "lr": c.qat.lr,
+            "loss": c.qat.loss,
+            "layers_fake_quantized": len(twins),
+            "val_accuracy_fake_quant_before": before,
+            "val_accuracy_fake_quant_after": after,
+            "best_epoch": history.best_epoch if history else None,
+            "seconds": round(history.seconds, 1) if history else 0.0,
+        }
 
     def _fp16(self, ctx: Context) -> None:
         c: QuantizeConfig = self.config  # type: ignore[assignment]
         assert ctx.student is not None
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
         import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
 
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(ctx.student, ctx.data.calibration.x[:1], Path(tmp) / "s.onnx", opset=c.opset)
@@ -194,8 +239,15 @@ class Quantize(Pass):
         else:
             ctx.note(f"fp16: target {ctx.target.name} prefers int8/fp32; student.fp16.onnx runs slower on CPUs")
         ctx.metrics["quantize"] = {"precision": "fp16", "val_accuracy": acc, "format": "fp16 weights, fp32 I/O"}
-        ctx.stages.append({"stage": "quantize", "model": "student fp16 ONNX", "accuracy_val": acc,
-                           "bytes": ctx.artifacts["onnx_fp16"].bytes, "measured": "ONNX Runtime on host, val split"})
+        ctx.stages.append(
+            {
+                "stage": "quantize",
+                "model": "student fp16 ONNX",
+                "accuracy_val": acc,
+                "bytes": ctx.artifacts["onnx_fp16"].bytes,
+                "measured": "ONNX Runtime on host, val split",
+            }
+        )
 
 
 _ = torch  # torch is imported for typing of tensors passed through helpers

@@ -33,7 +33,9 @@ def compute_masks(model: nn.Module, skip: set[str]) -> dict[str, torch.Tensor]:
     """Masks for every eligible Conv2d/Linear not in ``skip`` (layers whose input size is not a multiple of 4,
     and depthwise convolutions, stay dense)."""
     return {
-        n: mask_2_4(m.weight) for n, m in model.named_modules() if n not in skip and _eligible(m)  # type: ignore[arg-type]
+        n: mask_2_4(m.weight)
+        for n, m in model.named_modules()
+        if n not in skip and _eligible(m)  # type: ignore[arg-type]
     }
 
 

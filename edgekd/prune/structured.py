@@ -24,7 +24,9 @@ def _tp() -> Any:
     try:
         import torch_pruning
     except ImportError as exc:
-        raise BackendUnavailable(f"the prune pass needs torch-pruning, which is not importable ({exc})", fix=_PIP) from exc
+        raise BackendUnavailable(
+            f"the prune pass needs torch-pruning, which is not importable ({exc})", fix=_PIP
+        ) from exc
     return torch_pruning
 
 

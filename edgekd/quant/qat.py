@@ -131,9 +131,9 @@ def _set(model: nn.Module, path: str, module: nn.Module) -> None:
 
 
 @contextlib.contextmanager
-def fake_quantized(model: nn.Module, activation_type: str = "uint8", skip: set[str] | None = None) -> Iterator[
-    dict[str, nn.Module]
-]:
+def fake_quantized(
+    model: nn.Module, activation_type: str = "uint8", skip: set[str] | None = None
+) -> Iterator[dict[str, nn.Module]]:
     """Swap every Conv2d(+BN) and Linear of ``model`` for its fake-quantized twin while the block runs.
 
     Layers in ``skip`` stay in float (per-layer fallback). The original modules (whose parameters the twins
