@@ -15,7 +15,7 @@ from torch import nn
 from edgekd.data.dataset import Split
 from edgekd.kd.losses import Batch, FitNet, build_term
 from edgekd.kd.pairing import capture
-from edgekd.kd.train import ProgressSink, TrainHistory, TrainSettings, predict, train
+from edgekd.kd.train import ProgressSink, TrainHistory, TrainSettings, teacher_predictions, train
 
 
 @dataclass
@@ -58,7 +58,7 @@ def fit(
     # without augmentation or feature terms the inputs never change: one teacher pass serves every epoch
     cached = None
     if not (recipe.augment or pairs):
-        cached = teacher_logits if teacher_logits is not None else predict(teacher, data.x)
+        cached = teacher_logits if teacher_logits is not None else teacher_predictions(teacher, data.x)
     extra: list[nn.Parameter] = []
     with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
         fitnets = [t for t in terms.values() if isinstance(t, FitNet)]

@@ -30,7 +30,7 @@ from torch import nn
 from edgekd.config import Strict
 from edgekd.guard import Guard, fail, guard_of
 from edgekd.kd.recovery import RecoveryConfig, recover
-from edgekd.kd.train import accuracy, predict
+from edgekd.kd.train import accuracy, teacher_predictions
 from edgekd.models import count_macs, count_params
 from edgekd.pipeline import Context, Pass
 from edgekd.profiling.quick import quick_latency_ms
@@ -93,7 +93,7 @@ class Prune(Pass):
         train, val = ctx.data.train, ctx.data.val
         ignore = c.ignore if c.ignore is not None else default_ignored(student)
         before_shapes = layer_shapes(student)
-        teacher_logits = predict(teacher, train.x) if c.recovery.epochs else torch.empty(0)
+        teacher_logits = teacher_predictions(teacher, train.x) if c.recovery.epochs else torch.empty(0)
 
         def measure(model: nn.Module, step: int, ratio: float) -> dict[str, Any]:
             rec: dict[str, Any] = {"step": step, "ratio": round(ratio, 4), **_describe(model, shape)}

@@ -31,7 +31,7 @@ from edgekd.config import Strict
 from edgekd.evaluate import onnx_accuracy
 from edgekd.guard import fail, guard_of
 from edgekd.kd.recovery import RecoveryConfig, recover
-from edgekd.kd.train import accuracy, predict
+from edgekd.kd.train import accuracy, teacher_predictions
 from edgekd.pipeline import Context, Pass
 from edgekd.quant.fallback import host_latency_ms, latency_fallback, match_layers, quantize_with_fallback
 from edgekd.quant.qat import calibrate, fake_quantized, snap_weights
@@ -193,7 +193,7 @@ class Quantize(Pass):
         assert ctx.student is not None
         student, teacher = ctx.student, ctx.teacher
         seed = ctx.config.seed if c.seed is None else c.seed
-        teacher_logits = predict(teacher, ctx.data.train.x)
+        teacher_logits = teacher_predictions(teacher, ctx.data.train.x)
         with fake_quantized(student, act) as twins:
             calibrate(student, twins, ctx.data.calibration.x)
             before = accuracy(student, ctx.data.val)
