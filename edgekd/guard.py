@@ -52,7 +52,7 @@ def fail(ctx: Context, pass_name: str, guard: Guard, best_accuracy: float, best_
         f"{guard.teacher_accuracy - best_accuracy:.2f} points below the teacher"
     )
     ctx.note(f"{message}. Saved anyway: {', '.join(saved)}")
-    records = [*ctx.records, {"pass": pass_name, "status": "failed", "error": message}]
+    records = [*ctx.records, {"pass": pass_name, "status": "failed", "seconds": 0.0, "key": "-", "error": message}]
     write_manifest(ctx, records)
     result = build_result(ctx, records)
     result["failed"] = {

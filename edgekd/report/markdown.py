@@ -164,6 +164,24 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"({quant['calibration_method']}); val accuracy {_num(quant['val_accuracy'])}%.",
             "",
         ]
+        if quant.get("layers"):  # the per-layer precision table (fallback to fp32 where INT8 costs the guard)
+            lines += _table(
+                ["layer", "op", "precision", "why", "val gain in fp32 (pt)"],
+                [
+                    [x["module"] or x["node"], x["op"], x["precision"], x["reason"] or "-", _num(x["sensitivity"])]
+                    for x in quant["layers"]
+                ],
+            )
+    prune = student.get("prune")
+    if prune:
+        lines += [
+            "## Pruning",
+            "",
+            f"{prune['importance']} channel pruning to ratio {prune['kept_ratio']} (step {prune['kept_step']} of "
+            f"{prune['steps_planned']}, {prune['stopped']}): {prune['params']:,} params, {prune['macs']:,} MACs, "
+            f"test {_num(prune['test_accuracy'])}%.",
+            "",
+        ]
 
     lines += ["## Passes", ""]
     lines += _table(
