@@ -26,6 +26,9 @@ LOGIT_TERMS = ("ce", "kd", "dkd", "dist", "sinkhorn")
 
 class RecoveryConfig(Strict):
     epochs: int = Field(default=2, ge=0, description="KD fine-tuning epochs (0: no recovery)")
+    fraction: float = Field(
+        default=1.0, gt=0, le=1, description="random share of the training split (the same images as distill's)"
+    )
     batch_size: int = Field(default=128, ge=1)
     lr: float = Field(default=0.01, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
@@ -62,6 +65,16 @@ class RecoveryConfig(Strict):
         if not any(t["weight"] > 0 for t in out.values()):
             raise ValueError("every term has weight 0")
         return out
+
+
+def subset(train: Split, fraction: float, seed: int) -> Split:
+    """The random share of ``train`` that the distill pass takes for the same ``fraction`` and compile seed
+    (so the teacher's logits computed for distillation are reused)."""
+    if fraction >= 1:
+        return train
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(train), generator=g)[: max(1, round(len(train) * fraction))]
+    return Split(train.x[keep], train.y[keep])
 
 
 def recover(

@@ -29,7 +29,7 @@ from torch import nn
 
 from edgekd.config import Strict
 from edgekd.guard import Guard, fail, guard_of
-from edgekd.kd.recovery import RecoveryConfig, recover
+from edgekd.kd.recovery import RecoveryConfig, recover, subset
 from edgekd.kd.train import accuracy, teacher_predictions
 from edgekd.models import count_macs, count_params
 from edgekd.pipeline import Context, Pass
@@ -90,7 +90,7 @@ class Prune(Pass):
         seed = ctx.config.seed if c.seed is None else c.seed
         guard = guard_of(ctx, c.guard)
         threads = ctx.target.runtime.threads
-        train, val = ctx.data.train, ctx.data.val
+        train, val = subset(ctx.data.train, c.recovery.fraction, ctx.config.seed), ctx.data.val
         ignore = c.ignore if c.ignore is not None else default_ignored(student)
         before_shapes = layer_shapes(student)
         teacher_logits = teacher_predictions(teacher, train.x) if c.recovery.epochs else torch.empty(0)
@@ -221,7 +221,7 @@ class Prune(Pass):
             recover(
                 sparse,
                 ctx.teacher,
-                ctx.data.train,
+                subset(ctx.data.train, c.recovery.fraction, ctx.config.seed),
                 ctx.data.val,
                 teacher_logits,
                 c.recovery,

@@ -30,7 +30,7 @@ from edgekd.backends.onnx_export import export_onnx
 from edgekd.config import Strict
 from edgekd.evaluate import onnx_accuracy
 from edgekd.guard import fail, guard_of
-from edgekd.kd.recovery import RecoveryConfig, recover
+from edgekd.kd.recovery import RecoveryConfig, recover, subset
 from edgekd.kd.train import accuracy, teacher_predictions
 from edgekd.pipeline import Context, Pass
 from edgekd.quant.fallback import host_latency_ms, latency_fallback, match_layers, quantize_with_fallback
@@ -193,14 +193,15 @@ class Quantize(Pass):
         assert ctx.student is not None
         student, teacher = ctx.student, ctx.teacher
         seed = ctx.config.seed if c.seed is None else c.seed
-        teacher_logits = teacher_predictions(teacher, ctx.data.train.x)
+        train = subset(ctx.data.train, c.qat.fraction, ctx.config.seed)
+        teacher_logits = teacher_predictions(teacher, train.x)
         with fake_quantized(student, act) as twins:
             calibrate(student, twins, ctx.data.calibration.x)
             before = accuracy(student, ctx.data.val)
             history = recover(
                 student,
                 teacher,
-                ctx.data.train,
+                train,
                 ctx.data.val,
                 teacher_logits,
                 c.qat,
