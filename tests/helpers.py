@@ -66,7 +66,11 @@ def trained_tiny_teacher(folder: Path, epochs: int = 3) -> Path:
     torch.manual_seed(0)
     model = zoo.build("resnet", TINY_TEACHER)
     settings = TrainSettings(epochs=epochs, batch_size=64, lr=0.05, augment=False, seed=0)
-    train(model, Split(x, y), lambda logits, labels, _i, _x: {"ce": torch.nn.functional.cross_entropy(logits, labels)},
-          settings)
+    train(
+        model,
+        Split(x, y),
+        lambda logits, labels, _i, _x: {"ce": torch.nn.functional.cross_entropy(logits, labels)},
+        settings,
+    )
     torch.save(model.state_dict(), ckpt)
     return ckpt

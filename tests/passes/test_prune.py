@@ -83,8 +83,10 @@ def test_two_four_sparsity_masks_survive_recovery(tmp_path: Path) -> None:
 
     cfg = tiny_config(
         tmp_path,
-        passes=[{"prune": {"ratio": 0.25, "steps": 1, "round_to": 4, "sparsity_2_4": True,
-                           "recovery": {"epochs": 1}}}, {"report": {}}],
+        passes=[
+            {"prune": {"ratio": 0.25, "steps": 1, "round_to": 4, "sparsity_2_4": True, "recovery": {"epochs": 1}}},
+            {"report": {}},
+        ],
     )
     cfg["student"] = {"arch": "resnet", "params": {**TINY_TEACHER, "width": 16}}
     res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)

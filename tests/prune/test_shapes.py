@@ -45,7 +45,10 @@ def test_pruned_model_reloads_without_torch_pruning(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
     out = subprocess.run(
         [sys.executable, "-c", RELOAD, str(tmp_path / "spec.json"), str(tmp_path / "w.safetensors")],
-        capture_output=True, text=True, cwd=REPO, check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
     )
     model.eval()
     torch.manual_seed(1)
