@@ -99,7 +99,7 @@ def test_two_four_sparsity_masks_survive_recovery(tmp_path: Path) -> None:
 
 def test_prune_after_quantize_is_refused(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, passes=[{"quantize": {}}, {"prune": {}}])
-    with pytest.raises(PipelineError, match="passes\\[1\\].prune cannot run after the student was quantized"):
+    with pytest.raises(PipelineError, match=r"passes\[1\]\.prune cannot run after the student was quantized"):
         edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
 
 

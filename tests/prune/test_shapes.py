@@ -58,7 +58,7 @@ def test_pruned_model_reloads_without_torch_pruning(tmp_path: Path) -> None:
 
 def test_shapes_naming_a_missing_layer_is_a_model_error() -> None:
     spec = ModelSpec(arch="resnet", params=TINY_TEACHER, shapes={"layer9.conv": [1, 2, 1]})
-    with pytest.raises(ModelError, match="layer9.conv"):
+    with pytest.raises(ModelError, match=r"layer9\.conv"):
         build(spec, "student")
 
 
