@@ -1,8 +1,9 @@
 """The accuracy guard of compression passes: ``constraints.max_accuracy_drop`` points below the teacher.
 
 Passes compare on the validation split (choosing models by the test split would leak it); the report gives
-test accuracy. When a pass cannot meet the guard, :func:`fail` saves what it has (manifest, result.json with
-the failure, report.md) and raises :class:`~edgekd.errors.AccuracyGuardError` naming the best accuracy reached.
+test accuracy. When a pass cannot meet the guard, :func:`fail` saves what it has (manifest,
+``result.failed.json`` with the failure, ``report.failed.md``) and raises
+:class:`~edgekd.errors.AccuracyGuardError` naming the best accuracy reached.
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ def fail(ctx: Context, pass_name: str, guard: Guard, best_accuracy: float, best_
         "best_accuracy_val": best_accuracy,
         "saved": saved,
     }
-    with ctx.artifact("report_md", "report.md", "markdown", precision="-", backend="-") as tmp:
+    # named *.failed.*: pipelines take result.json's presence as "the compile finished"
+    with ctx.artifact("report_failed_md", "report.failed.md", "markdown", precision="-", backend="-") as tmp:
         tmp.write_text(render_markdown(result))
-    with ctx.artifact("result_json", "result.json", "json", precision="-", backend="-") as tmp:
+    with ctx.artifact("result_failed_json", "result.failed.json", "json", precision="-", backend="-") as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
     write_manifest(ctx, records)
+    saved = [*saved, "result.failed.json", "report.failed.md"]
     raise AccuracyGuardError(
         message,
         fix=f"raise constraints.max_accuracy_drop, prune/quantize less, or train longer; the best model is in "

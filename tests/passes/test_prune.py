@@ -71,11 +71,11 @@ def test_guard_that_cannot_be_met_fails_but_saves_the_best_model_and_report(tmp_
     assert "the best reached was" in str(err) and err.best_accuracy is not None
     run = next((tmp_path / "runs").glob("tiny-*"))
     assert (run / "student.pruned.safetensors").is_file() and (run / "student.pruned.json").is_file()
-    result = json.loads((run / "result.json").read_text())
+    result = json.loads((run / "result.failed.json").read_text())
     assert result["failed"]["pass"] == "prune" and result["failed"]["best_accuracy_val"] == err.best_accuracy
-    assert "cannot meet" in (run / "report.md").read_text()
+    assert "cannot meet" in (run / "report.failed.md").read_text()
     manifest = json.loads((run / "manifest.json").read_text())
-    assert {"student_pruned", "student_pruned_spec", "result_json"} <= set(manifest["artifacts"])
+    assert {"student_pruned", "student_pruned_spec", "result_failed_json"} <= set(manifest["artifacts"])
 
 
 def test_two_four_sparsity_masks_survive_recovery(tmp_path: Path) -> None:

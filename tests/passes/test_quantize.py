@@ -41,7 +41,7 @@ def test_guard_that_int8_cannot_meet_saves_the_best_model_and_fails(tmp_path: Pa
     assert "quantize: cannot meet constraints.max_accuracy_drop 1 points" in str(info.value)
     assert "INT8 with 1 of 10 layers in fp32" in str(info.value)
     run = next((tmp_path / "runs").glob("tiny-*"))
-    result = json.loads((run / "result.json").read_text())
+    result = json.loads((run / "result.failed.json").read_text())
     assert result["failed"]["saved"] == ["student.int8.onnx"] and (run / "student.int8.onnx").is_file()
     q = result["student"]["quantize"]
     assert sum(x["precision"] == "fp32" for x in q["layers"]) <= 1 and all(
