@@ -14,7 +14,8 @@ Accuracy: every artifact in ONNX Runtime on the full 10k test set (the lower pas
 (and the teacher's) measured side by side, interleaved, in one runner process, batch 1; median of repeats.
 Every training pass uses the same random 15% of the training split (the teacher's logits are computed once:
 the benchmark had to fit in ~40 min on 2 CPU cores shared with 4 other engineers' jobs, load average ~20);
-epochs are kept modest and the JSON says so. The sweep runs without the accuracy guard (it would stop the 70 % row early); the tests cover the guard.
+epochs are kept modest and the JSON says so. The sweep runs without the accuracy guard (it would stop the
+70 % row early); the tests cover the guard.
 Writes ``benchmarks/results/compression.json``.
 """
 
