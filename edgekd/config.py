@@ -100,10 +100,20 @@ class DataConfig(Strict):
 
 
 class CalibrationConfig(Strict):
-    """Samples used to calibrate INT8 ranges (taken from the training split, never the test split)."""
+    """Samples used to calibrate INT8 ranges (the training split by default; never the test split)."""
 
+    source: Literal["train", "val", "npz"] = Field(
+        default="train", description="train/val split, or npz: your own images (array 'x') at path"
+    )
+    path: Path | None = Field(default=None, description="source npz: the .npz file, relative to model.yaml")
     samples: int = Field(default=256, ge=1)
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+    @model_validator(mode="after")
+    def _npz_needs_path(self) -> CalibrationConfig:
+        if self.source == "npz" and self.path is None:
+            raise ValueError("source 'npz' needs path: (a .npz file with an array 'x' of images)")
+        return self
 
 
 class Constraints(Strict):

@@ -54,3 +54,20 @@ def test_fp16_writes_a_half_precision_onnx(tmp_path: Path) -> None:
     res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
     assert res.artifacts["onnx_fp16"].stat().st_size < 0.7 * res.artifacts["onnx"].stat().st_size
     assert res.metrics["lower"]["artifacts"]["onnx_fp16"]["parity"]["passed"]
+
+
+def test_calibration_from_your_own_npz_and_a_bad_one(tmp_path: Path) -> None:
+    import numpy as np
+
+    from edgekd.errors import DataError
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.integers(0, 255, (40, 1, 28, 28), dtype=np.uint8))
+    cfg = tiny_config(tmp_path, passes=[{"quantize": {"fallback": {"latency": "off"}}}, {"report": {}}])
+    cfg["calibration"] = {"source": "npz", "path": "calib.npz", "samples": 32, "method": "percentile"}
+    res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
+    q = res.metrics["quantize"]
+    assert q["calibration_samples"] == 32 and q["calibration_method"] == "percentile"
+    np.savez(tmp_path / "calib.npz", x=np.zeros((4, 3, 28, 28), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"calibration.path .*calib.npz: images of shape \[4, 3, 28, 28\]"):
+        edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs2", quiet=True)
