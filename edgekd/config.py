@@ -32,6 +32,11 @@ class ModelSpec(Strict):
     arch: str = Field(description="zoo architecture name (e.g. resnet) or 'package.module:function'")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
     checkpoint: Path | None = Field(default=None, description="state_dict file, relative to model.yaml")
+    shapes: dict[str, list[int]] | None = Field(
+        default=None,
+        description="sizes of pruned layers ({module path: [in, out, groups] | [features] | [in, out]}), "
+        "as written by the prune pass into student.pruned.json",
+    )
 
     @field_validator("arch")
     @classmethod
@@ -99,10 +104,20 @@ class DataConfig(Strict):
 
 
 class CalibrationConfig(Strict):
-    """Samples used to calibrate INT8 ranges (taken from the training split, never the test split)."""
+    """Samples used to calibrate INT8 ranges (the training split by default; never the test split)."""
 
+    source: Literal["train", "val", "npz"] = Field(
+        default="train", description="train/val split, or npz: your own images (array 'x') at path"
+    )
+    path: Path | None = Field(default=None, description="source npz: the .npz file, relative to model.yaml")
     samples: int = Field(default=256, ge=1)
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+    @model_validator(mode="after")
+    def _npz_needs_path(self) -> CalibrationConfig:
+        if self.source == "npz" and self.path is None:
+            raise ValueError("source 'npz' needs path: (a .npz file with an array 'x' of images)")
+        return self
 
 
 class Constraints(Strict):

@@ -89,3 +89,17 @@ class DeviceError(ProfilingError):
 
 class DeviceUnreachable(DeviceError):
     """No connection to the device within the timeout (after the configured retries)."""
+
+
+class AccuracyGuardError(EdgekdError):
+    """A compression pass cannot keep the student within ``constraints.max_accuracy_drop`` of the teacher.
+
+    The best model it reached is saved in the run folder before this is raised (``saved`` lists the files).
+    """
+
+    def __init__(
+        self, message: str, fix: str | None = None, best_accuracy: float | None = None, saved: list[str] | None = None
+    ) -> None:
+        self.best_accuracy = best_accuracy
+        self.saved = saved or []
+        super().__init__(message, fix)

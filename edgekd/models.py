@@ -16,7 +16,12 @@ from edgekd.errors import ModelError
 def build(spec: ModelSpec, key: str) -> nn.Module:
     """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors."""
     try:
-        return zoo.build(spec.arch, spec.params)
+        model = zoo.build(spec.arch, spec.params)
+        if spec.shapes:
+            from edgekd.prune.shapes import apply_shapes
+
+            apply_shapes(model, spec.shapes)
+        return model
     except ImportError as exc:
         raise ModelError(
             f"{key}.arch: cannot import {spec.arch!r} ({exc})",
@@ -25,7 +30,7 @@ def build(spec: ModelSpec, key: str) -> nn.Module:
     except (TypeError, ValueError) as exc:
         raise ModelError(
             f"{key}: cannot build {spec.arch} with params {spec.params}: {exc}",
-            fix=f"check {key}.params against the {spec.arch} builder's arguments",
+            fix=f"check {key}.params (and {key}.shapes) against the {spec.arch} builder's arguments",
         ) from exc
 
 

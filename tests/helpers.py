@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -62,3 +63,28 @@ def fashion_subset(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         0,
     )
     return data.test.x[:n], data.test.y[:n]
+
+
+def trained_tiny_teacher(folder: Path, epochs: int = 3) -> Path:
+    """Write ``folder/teacher.pt``: the tiny teacher trained briefly on the bundled subset (~60-70% accuracy),
+    for tests whose accuracy guard needs a teacher that is better than chance. Takes a few seconds."""
+    from edgekd.data.dataset import Split
+    from edgekd.kd.train import TrainSettings, train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / "teacher.pt"
+    data = np.load(REPO / "calibration" / "fashion-mnist-subset.npz")
+    x = torch.from_numpy(data["x_train"][:2048]).float().div(255)
+    x = (x - 0.2860) / 0.3530
+    y = torch.from_numpy(data["y_train"][:2048]).long()
+    torch.manual_seed(0)
+    model = zoo.build("resnet", TINY_TEACHER)
+    settings = TrainSettings(epochs=epochs, batch_size=64, lr=0.05, augment=False, seed=0)
+    train(
+        model,
+        Split(x, y),
+        lambda logits, labels, _i, _x: {"ce": torch.nn.functional.cross_entropy(logits, labels)},
+        settings,
+    )
+    torch.save(model.state_dict(), ckpt)
+    return ckpt

@@ -73,10 +73,12 @@ def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: i
     x_test, y_test = raw["x_test"], raw["y_test"]
     if cfg.test_limit:
         x_test, y_test = x_test[: cfg.test_limit], y_test[: cfg.test_limit]
-    if calibration.samples > len(train_idx):
+    calib_pool = {"train": len(train_idx), "val": len(val_idx)}.get(calibration.source)
+    if calib_pool is not None and calibration.samples > calib_pool:
         raise DataError(
-            f"calibration.samples is {calibration.samples} but the training split holds only {len(train_idx)} images",
-            fix=f"set calibration.samples to at most {len(train_idx)}",
+            f"calibration.samples is {calibration.samples} but the {calibration.source} split holds only "
+            f"{calib_pool} images",
+            fix=f"set calibration.samples to at most {calib_pool}",
         )
 
     def split(x: np.ndarray, y: np.ndarray) -> Split:
@@ -92,12 +94,13 @@ def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: i
     if unlabelled:
         notes.append("data: the training images have no labels; the teacher's predictions label them")
     train = split(raw["x_train"][train_idx], raw["y_train"][train_idx])
+    val = split(raw["x_train"][val_idx], raw["y_train"][val_idx])
     return DataBundle(
         unlabelled=unlabelled,
         train=train,
-        val=split(raw["x_train"][val_idx], raw["y_train"][val_idx]),
+        val=val,
         test=split(x_test, y_test),
-        calibration=train.take(calibration.samples),
+        calibration=_calibration(calibration, train, val, base_dir, cfg, mean, std),
         num_classes=cfg.num_classes,
         input_shape=tuple(cfg.input_shape),  # type: ignore[arg-type]
         mean=list(mean),
@@ -105,3 +108,32 @@ def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: i
         source=origin,
         notes=notes,
     )
+
+
+def _calibration(
+    c: CalibrationConfig, train: Split, val: Split, base_dir, cfg: DataConfig, mean: list[float], std: list[float]
+) -> Split:
+    """The calibration images: the first ``samples`` of the train or val split, or of the user's .npz (array 'x')."""
+    if c.source == "train":
+        return train.take(c.samples)
+    if c.source == "val":
+        return val.take(c.samples)
+    from pathlib import Path
+
+    assert c.path is not None
+    path = c.path if c.path.is_absolute() else Path(base_dir) / c.path
+    try:
+        with np.load(path) as f:
+            x = f["x"][: c.samples]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(
+            f"calibration.path {path}: cannot read an array 'x' ({exc})",
+            fix="np.savez(path, x=images) with images shaped (N, C, H, W) like the training data",
+        ) from exc
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(cfg.input_shape) or len(x) == 0:
+        raise DataError(
+            f"calibration.path {path}: images of shape {list(x.shape)}, expected [N, "
+            f"{', '.join(map(str, cfg.input_shape))}]",
+            fix="give images preprocessed like the training data (same channels and size)",
+        )
+    return Split(to_float(x, mean, std), torch.zeros(len(x), dtype=torch.int64))

@@ -15,7 +15,7 @@ from torch import nn
 from edgekd.data.dataset import Split
 from edgekd.kd.losses import Batch, FitNet, build_term
 from edgekd.kd.pairing import capture
-from edgekd.kd.train import ProgressSink, TrainHistory, TrainSettings, predict, train
+from edgekd.kd.train import ProgressSink, TrainHistory, TrainSettings, teacher_predictions, train
 
 
 @dataclass
@@ -40,8 +40,13 @@ def fit(
     recipe: Recipe,
     progress: ProgressSink | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    teacher_logits: torch.Tensor | None = None,
 ) -> TrainHistory:
-    """Train ``model`` (the student, or a DDP wrapper of it) in place; hooks are placed on ``student``."""
+    """Train ``model`` (the student, or a DDP wrapper of it) in place; hooks are placed on ``student``.
+
+    ``teacher_logits`` (the teacher's logits on ``data.x``, in order) saves the teacher pass when the caller
+    trains several times on the same data (pruning steps, QAT); used only without augmentation or feature terms.
+    """
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -51,7 +56,9 @@ def fit(
     store_s: dict[str, Any] = {}
     store_t: dict[str, Any] = {}
     # without augmentation or feature terms the inputs never change: one teacher pass serves every epoch
-    cached = None if (recipe.augment or pairs) else predict(teacher, data.x)
+    cached = None
+    if not (recipe.augment or pairs):
+        cached = teacher_logits if teacher_logits is not None else teacher_predictions(teacher, data.x)
     extra: list[nn.Parameter] = []
     with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
         fitnets = [t for t in terms.values() if isinstance(t, FitNet)]

@@ -1,5 +1,5 @@
 """Built-in passes; importing this package registers them."""
 
-from edgekd.passes import distill, lower, profile, quantize, report, search
+from edgekd.passes import distill, lower, profile, prune, quantize, report, search
 
-__all__ = ["distill", "lower", "profile", "quantize", "report", "search"]
+__all__ = ["distill", "lower", "profile", "prune", "quantize", "report", "search"]

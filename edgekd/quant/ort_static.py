@@ -91,12 +91,14 @@ def quantize_static_onnx(
     batch_size: int | None = None,
     reduce_range: bool = False,
     quantize_bias: bool = True,
+    nodes_to_exclude: list[str] | None = None,
 ) -> Path:
     """Quantize ``fp32_path`` to QDQ int8 at ``out_path`` using ``calibration`` (N, C, H, W float32) samples.
 
     int8 activations are calibrated symmetrically (TensorRT); uint8 asymmetrically (x86 onnxruntime).
     ``batch_size`` defaults to the model's fixed batch, or 32 when the batch is dynamic. ``quantize_bias=False``
     keeps biases float (TensorRT builds only int8 DequantizeLinear, not ONNX Runtime's int32 biases).
+    ``nodes_to_exclude`` (ONNX node names) stay in float: the per-layer fallback.
     """
     src, out = Path(fp32_path), Path(out_path)
     if activation_type not in ACTIVATION_TYPES:
@@ -153,6 +155,7 @@ def quantize_static_onnx(
                     weight_type=qtype[weight_type],
                     calibrate_method=calib_method,
                     extra_options=extra,
+                    nodes_to_exclude=list(nodes_to_exclude or []),
                 )
             except Exception as exc:
                 raise ExportError(

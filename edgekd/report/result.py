@@ -201,6 +201,7 @@ def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
             **ctx.metrics.get("student", {}),
             "distill": ctx.metrics.get("distill"),
             "quantize": ctx.metrics.get("quantize"),
+            "prune": ctx.metrics.get("prune"),
         },
         "deployable": best,
         "artifacts": {

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edgekd import zoo
-from tests.helpers import TINY_TEACHER, tiny_config, write_config
+from tests.helpers import TINY_TEACHER, tiny_config, trained_tiny_teacher, write_config
 
 Setup = Callable[[Path], list[str]]
 
@@ -185,6 +185,17 @@ def _student_with_unsupported_op(cfg: dict, folder: Path) -> None:
 def _image_folder_without_test(cfg: dict, folder: Path) -> None:
     (folder / "imgs" / "train" / "a").mkdir(parents=True)
     cfg["data"] = {"source": "image-folder", "path": str(folder / "imgs")}
+
+
+def _prune_guard_unmet(folder: Path) -> list[str]:
+    """A trained teacher, an untrained student, and a 0.5-point budget that no pruned student can meet."""
+    trained_tiny_teacher(folder)
+    cfg = tiny_config(
+        folder,
+        passes=[{"prune": {"ratio": 0.5, "steps": 1, "round_to": 1, "recovery": {"epochs": 0}}}, {"report": {}}],
+        constraints={"max_accuracy_drop": 0.5},
+    )
+    return _compile(cfg, folder)
 
 
 CASES: list[Case] = [
@@ -517,6 +528,33 @@ CASES: list[Case] = [
         "ProfilingError",
         ("latency runner failed",),
         _profile_broken_onnx,
+    ),
+    Case(
+        "prune-guard-unmet",
+        "constraints.max_accuracy_drop that no pruned student meets",
+        "AccuracyGuardError",
+        (
+            "prune: cannot meet constraints.max_accuracy_drop 0.5 points",
+            "the best reached was",
+            "student.pruned.safetensors",
+            "report.failed.md",
+        ),
+        _prune_guard_unmet,
+        creates_run=True,
+    ),
+    Case(
+        "prune-ignore-unknown",
+        "prune.ignore names a layer the student does not have",
+        "ConfigError",
+        ("passes[0].prune.ignore: no layer 'fc2' in the student",),
+        _with(_set("passes.0", {"prune": {"ignore": ["fc2"]}})),
+    ),
+    Case(
+        "recovery-feature-term",
+        "a feature distillation term in prune.recovery.loss",
+        "ConfigError",
+        ("passes[0].prune.recovery.loss", "recovery uses logit terms only"),
+        _with(_set("passes.0", {"prune": {"recovery": {"loss": {"fitnet": 1.0}}}})),
     ),
 ]
 
