@@ -284,6 +284,34 @@ def latency(
     return out
 
 
+def batch_latency(m: dict[str, Any], folder: Path, batch: int, repeats: int, runs: int) -> dict[str, Any]:
+    """fp32 vs INT8 (PT2E per-channel) TFLite converted with a fixed batch, measured side by side at that batch."""
+    x = m["test_x"][:batch]
+    paths = [
+        convert_tflite(m["model"], x, folder / f"b{batch}_fp32.tflite", "fp32", "nhwc"),
+        convert_tflite(m["model"], x, folder / f"b{batch}_int8.tflite", "int8", "nhwc", m["calib"]),
+    ]
+    p50s: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        stats = measure(paths, threads=1, warmup=10, runs=runs, rounds=5, batch=batch)
+        for i, st in enumerate(stats):
+            p50s[i].append(st.p50_ms)
+    ratio = statistics.median(f / q for f, q in zip(p50s[0], p50s[1], strict=True))
+    row = {
+        "batch": batch,
+        "threads": 1,
+        "tflite_delegate": "xnnpack",
+        "p50_ms": {"tflite_fp32": statistics.median(p50s[0]), "tflite_int8": statistics.median(p50s[1])},
+        "per_image_ms": {
+            "tflite_fp32": statistics.median(p50s[0]) / batch,
+            "tflite_int8": statistics.median(p50s[1]) / batch,
+        },
+        "speedup_int8_vs_fp32": round(ratio, 3),
+    }
+    print(f"  batch {batch}: {row}")
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, help="run folder of `edgekd compile examples/fashion-mnist/model.yaml`")
@@ -322,6 +350,7 @@ def main() -> None:
             evaluate(m, arts)
             settings = [(1, "xnnpack"), (2, "xnnpack"), (1, "none")]
             lat = latency(arts, settings, args.repeats, runs, warmup)
+            batches = [batch_latency(m, Path(tmp), 8, args.repeats, 100)] if key == "fmnist" else []
         for a in arts.values():
             a["path"] = Path(a["path"]).name
         doc["models"][key] = {k: v for k, v in m.items() if k not in ("model", "test_x", "test_y", "calib")} | {
@@ -329,6 +358,7 @@ def main() -> None:
             "measured": doc["created"],
             "artifacts": arts,
             "latency": lat,
+            "batch_latency": batches,
         }
         atomic_write_bytes(args.out, (json.dumps(doc, indent=2, default=str) + "\n").encode())
     print(f"wrote {args.out}")
