@@ -57,27 +57,37 @@ CALIB_CROPS = 3  # per photo: PT2E's histogram observers cost ~15 s per 224x224 
 # --------------------------------------------------------------------------- models and data
 
 
-def fmnist(run: Path) -> dict[str, Any]:
+def fmnist(run: Path | None) -> dict[str, Any]:
+    """The distilled student of ``run``; without a run, the committed example teacher (a trained ResNet-20)."""
     from edgekd.config import load_model_config
     from edgekd.data import load_data
-    from edgekd.models import build
-    from edgekd.pipeline import Cache  # noqa: F401  (documents where student.pt comes from)
+    from edgekd.models import build, load_weights
 
-    manifest = json.loads((run / "manifest.json").read_text())
-    key = next(p["key"] for p in manifest["passes"] if p["pass"] == "distill")
-    ckpt = run.parent / ".cache" / key / "student.pt"
-    cfg = load_model_config(Path(manifest["inputs"]["config"]["path"]))
-    student = build(cfg.student, "student")
-    student.load_state_dict(torch.load(ckpt, weights_only=True))
+    if run is None:
+        cfg = load_model_config(ROOT / "examples" / "fashion-mnist" / "model.yaml")
+        model = build(cfg.teacher, "teacher")
+        assert cfg.teacher.checkpoint is not None
+        load_weights(model, cfg.resolve(cfg.teacher.checkpoint), "teacher")
+        name, source = "fashion-mnist example teacher (ResNet-20 w32)", "examples/fashion-mnist/teacher.pt"
+    else:
+        manifest = json.loads((run / "manifest.json").read_text())
+        distill = next(p for p in manifest["passes"] if p["pass"] == "distill")
+        ckpt = run.parent / ".cache" / distill["key"] / "student.pt"  # the distill pass's cached weights
+        cfg = load_model_config(Path(manifest["inputs"]["config"]["path"]))
+        model = build(cfg.student, "student")
+        model.load_state_dict(torch.load(ckpt, weights_only=True))
+        events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+        epochs = [e for e in events if e.get("event") == "epoch" and e.get("pass_") == "distill"]
+        name = "fashion-mnist student (ResNet-8 w16)"
+        source = f"{run.name}: distill pass {distill['key'][:12]}, {len(epochs)} epochs, config {distill['config']}"
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
-    distill = next((p for p in manifest["passes"] if p["pass"] == "distill"), {})
     return {
-        "name": "fashion-mnist student (ResNet-8 w16)",
-        "model": student.eval(),
+        "name": name,
+        "model": model.eval(),
         "test_x": data.test.x,
         "test_y": data.test.y,
         "calib": data.calibration.x,
-        "source": f"{run.name}: distill pass {key[:12]} ({distill.get('config', {}).get('epochs', '?')} epochs)",
+        "source": source,
         "data": f"Fashion-MNIST test split, {len(data.test.x)} images; calibration {len(data.calibration.x)} "
         "training images",
     }
@@ -314,7 +324,9 @@ def batch_latency(m: dict[str, Any], folder: Path, batch: int, repeats: int, run
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, help="run folder of `edgekd compile examples/fashion-mnist/model.yaml`")
+    ap.add_argument(
+        "--run", type=Path, help="run folder of `edgekd compile examples/fashion-mnist/model.yaml` (else: the teacher)"
+    )
     ap.add_argument("--models", default="fmnist,effnet")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=OUT)
