@@ -57,27 +57,37 @@ CALIB_CROPS = 3  # per photo: PT2E's histogram observers cost ~15 s per 224x224 
 # --------------------------------------------------------------------------- models and data
 
 
-def fmnist(run: Path) -> dict[str, Any]:
+def fmnist(run: Path | None) -> dict[str, Any]:
+    """The distilled student of ``run``; without a run, the committed example teacher (a trained ResNet-20)."""
     from edgekd.config import load_model_config
     from edgekd.data import load_data
-    from edgekd.models import build
-    from edgekd.pipeline import Cache  # noqa: F401  (documents where student.pt comes from)
+    from edgekd.models import build, load_weights
 
-    manifest = json.loads((run / "manifest.json").read_text())
-    key = next(p["key"] for p in manifest["passes"] if p["pass"] == "distill")
-    ckpt = run.parent / ".cache" / key / "student.pt"
-    cfg = load_model_config(Path(manifest["inputs"]["config"]["path"]))
-    student = build(cfg.student, "student")
-    student.load_state_dict(torch.load(ckpt, weights_only=True))
+    if run is None:
+        cfg = load_model_config(ROOT / "examples" / "fashion-mnist" / "model.yaml")
+        model = build(cfg.teacher, "teacher")
+        assert cfg.teacher.checkpoint is not None
+        load_weights(model, cfg.resolve(cfg.teacher.checkpoint), "teacher")
+        name, source = "fashion-mnist example teacher (ResNet-20 w32)", "examples/fashion-mnist/teacher.pt"
+    else:
+        manifest = json.loads((run / "manifest.json").read_text())
+        distill = next(p for p in manifest["passes"] if p["pass"] == "distill")
+        ckpt = run.parent / ".cache" / distill["key"] / "student.pt"  # the distill pass's cached weights
+        cfg = load_model_config(Path(manifest["inputs"]["config"]["path"]))
+        model = build(cfg.student, "student")
+        model.load_state_dict(torch.load(ckpt, weights_only=True))
+        events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+        epochs = [e for e in events if e.get("event") == "epoch" and e.get("pass_") == "distill"]
+        name = "fashion-mnist student (ResNet-8 w16)"
+        source = f"{run.name}: distill pass {distill['key'][:12]}, {len(epochs)} epochs, config {distill['config']}"
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
-    distill = next((p for p in manifest["passes"] if p["pass"] == "distill"), {})
     return {
-        "name": "fashion-mnist student (ResNet-8 w16)",
-        "model": student.eval(),
+        "name": name,
+        "model": model.eval(),
         "test_x": data.test.x,
         "test_y": data.test.y,
         "calib": data.calibration.x,
-        "source": f"{run.name}: distill pass {key[:12]} ({distill.get('config', {}).get('epochs', '?')} epochs)",
+        "source": source,
         "data": f"Fashion-MNIST test split, {len(data.test.x)} images; calibration {len(data.calibration.x)} "
         "training images",
     }
@@ -284,9 +294,39 @@ def latency(
     return out
 
 
+def batch_latency(m: dict[str, Any], folder: Path, batch: int, repeats: int, runs: int) -> dict[str, Any]:
+    """fp32 vs INT8 (PT2E per-channel) TFLite converted with a fixed batch, measured side by side at that batch."""
+    x = m["test_x"][:batch]
+    paths = [
+        convert_tflite(m["model"], x, folder / f"b{batch}_fp32.tflite", "fp32", "nhwc"),
+        convert_tflite(m["model"], x, folder / f"b{batch}_int8.tflite", "int8", "nhwc", m["calib"]),
+    ]
+    p50s: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        stats = measure(paths, threads=1, warmup=10, runs=runs, rounds=5, batch=batch)
+        for i, st in enumerate(stats):
+            p50s[i].append(st.p50_ms)
+    ratio = statistics.median(f / q for f, q in zip(p50s[0], p50s[1], strict=True))
+    row = {
+        "batch": batch,
+        "threads": 1,
+        "tflite_delegate": "xnnpack",
+        "p50_ms": {"tflite_fp32": statistics.median(p50s[0]), "tflite_int8": statistics.median(p50s[1])},
+        "per_image_ms": {
+            "tflite_fp32": statistics.median(p50s[0]) / batch,
+            "tflite_int8": statistics.median(p50s[1]) / batch,
+        },
+        "speedup_int8_vs_fp32": round(ratio, 3),
+    }
+    print(f"  batch {batch}: {row}")
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, help="run folder of `edgekd compile examples/fashion-mnist/model.yaml`")
+    ap.add_argument(
+        "--run", type=Path, help="run folder of `edgekd compile examples/fashion-mnist/model.yaml` (else: the teacher)"
+    )
     ap.add_argument("--models", default="fmnist,effnet")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -322,6 +362,7 @@ def main() -> None:
             evaluate(m, arts)
             settings = [(1, "xnnpack"), (2, "xnnpack"), (1, "none")]
             lat = latency(arts, settings, args.repeats, runs, warmup)
+            batches = [batch_latency(m, Path(tmp), 8, args.repeats, 100)] if key == "fmnist" else []
         for a in arts.values():
             a["path"] = Path(a["path"]).name
         doc["models"][key] = {k: v for k, v in m.items() if k not in ("model", "test_x", "test_y", "calib")} | {
@@ -329,6 +370,7 @@ def main() -> None:
             "measured": doc["created"],
             "artifacts": arts,
             "latency": lat,
+            "batch_latency": batches,
         }
         atomic_write_bytes(args.out, (json.dumps(doc, indent=2, default=str) + "\n").encode())
     print(f"wrote {args.out}")

