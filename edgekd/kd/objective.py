@@ -40,8 +40,13 @@ def fit(
     recipe: Recipe,
     progress: ProgressSink | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    teacher_logits: torch.Tensor | None = None,
 ) -> TrainHistory:
-    """Train ``model`` (the student, or a DDP wrapper of it) in place; hooks are placed on ``student``."""
+    """Train ``model`` (the student, or a DDP wrapper of it) in place; hooks are placed on ``student``.
+
+    ``teacher_logits``: the teacher's logits on ``data.x``, when the caller already has them (used only
+    when they can be cached: no augmentation, no feature terms), e.g. to train many students from one teacher.
+    """
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -51,7 +56,11 @@ def fit(
     store_s: dict[str, Any] = {}
     store_t: dict[str, Any] = {}
     # without augmentation or feature terms the inputs never change: one teacher pass serves every epoch
-    cached = None if (recipe.augment or pairs) else predict(teacher, data.x)
+    cached = None
+    if not (recipe.augment or pairs):
+        cached = teacher_logits if teacher_logits is not None else predict(teacher, data.x)
+        if len(cached) != len(data):
+            raise ValueError(f"teacher_logits has {len(cached)} rows for {len(data)} training images")
     extra: list[nn.Parameter] = []
     with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
         fitnets = [t for t in terms.values() if isinstance(t, FitNet)]
