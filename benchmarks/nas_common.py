@@ -93,6 +93,31 @@ def build(arch: str, params: dict[str, Any], seed: int) -> torch.nn.Module:
     return zoo.build(arch, params)
 
 
+def _cache_entry(
+    arch: str, params: dict[str, Any], mode: str, data: DataBundle, cache: Path, seed: int, epochs: int | None
+) -> tuple[dict[str, Any], Path]:
+    key_doc = {
+        "arch": arch,
+        "params": params,
+        "mode": mode,
+        "recipe": {**RECIPE, **({"epochs": epochs} if epochs else {}), "loss": LOSSES[mode]},
+        "train": len(data.train),
+        "data": data.source,
+        "seed": seed,
+        "version": __version__,
+    }
+    key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()[:16]
+    return key_doc, cache / f"{mode}-{key}.json"
+
+
+def cached_result(
+    arch: str, params: dict[str, Any], mode: str, data: DataBundle, cache: Path, seed: int = 0
+) -> dict[str, Any] | None:
+    """The cached result of ``train_candidate``, or None when that candidate has not been trained yet."""
+    path = _cache_entry(arch, params, mode, data, cache, seed, None)[1]
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def train_candidate(
     arch: str,
     params: dict[str, Any],
@@ -105,18 +130,7 @@ def train_candidate(
     epochs: int | None = None,
 ) -> dict[str, Any]:
     """Train one candidate with the short recipe (``mode`` kd or ce); cached by a hash of everything that matters."""
-    key_doc = {
-        "arch": arch,
-        "params": params,
-        "mode": mode,
-        "recipe": {**RECIPE, **({"epochs": epochs} if epochs else {}), "loss": LOSSES[mode]},
-        "train": len(data.train),
-        "data": data.source,
-        "seed": seed,
-        "version": __version__,
-    }
-    key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache / f"{mode}-{key}.json"
+    key_doc, path = _cache_entry(arch, params, mode, data, cache, seed, epochs)
     if path.is_file():
         return json.loads(path.read_text())
     model = build(arch, params, seed)

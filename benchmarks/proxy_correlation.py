@@ -55,6 +55,8 @@ def train_all(modes: list[str], args: argparse.Namespace) -> dict[str, list[dict
     for mode in modes:
         out[mode] = []
         order = list(enumerate(space()))
+        if args.indices:  # a worker given its own share of the space
+            order = [order[i] for i in args.indices]
         for i, p in reversed(order) if args.reverse else order:
             t0 = time.perf_counter()
             r = nc.train_candidate("resnet", p, mode, data, t, logits, Path(args.cache), seed=args.seed)
@@ -173,6 +175,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reverse", action="store_true", help="train from the end of the space (a second worker)")
+    ap.add_argument("--indices", type=int, nargs="*", help="train only these candidates (0-based), in this order")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core host)")
     ap.add_argument("--other-batch-sizes", type=int, nargs="*", default=[32, 128])
     ap.add_argument(
@@ -183,6 +186,7 @@ def main() -> None:
     )
     ap.add_argument("--legacy-batches", type=int, default=2)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--partial", action="store_true", help="correlate the candidates trained so far (no training)")
     ap.add_argument("--cache", default=str(nc.ROOT / "runs" / "bench-nas"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -206,7 +210,22 @@ def main() -> None:
         return
     if args.legacy:
         scores["diswot_teacher_redrawn"] = legacy_scores(args)
-    trained = train_all(["kd", "ce"], args)
+    if args.partial:  # only the candidates already trained in both modes (a progress report, not the result)
+        data = nc.load(args.train)
+        found = [
+            (
+                i,
+                nc.cached_result("resnet", p, "kd", data, Path(args.cache), args.seed),
+                nc.cached_result("resnet", p, "ce", data, Path(args.cache), args.seed),
+            )
+            for i, p in enumerate(space())
+        ]
+        keep = [i for i, k, c in found if k is not None and c is not None]
+        trained = {"kd": [found[i][1] for i in keep], "ce": [found[i][2] for i in keep]}
+        scores = {n: [v[i] for i in keep] for n, v in scores.items()}
+        print(f"partial: {len(keep)} of 27 candidates trained in both modes: {keep}")
+    else:
+        trained = train_all(["kd", "ce"], args)
     kd = [r["test_accuracy"] for r in trained["kd"]]
     ce = [r["test_accuracy"] for r in trained["ce"]]
     vs_kd, vs_ce = correlate(scores, kd), correlate(scores, ce)
@@ -229,7 +248,7 @@ def main() -> None:
         },
         "candidates": [
             {
-                "blocks": p["blocks"],
+                "blocks": k["params"]["blocks"],
                 "params": k["n_params"],
                 "macs": k["macs"],
                 "kd_test_accuracy": k["test_accuracy"],
@@ -242,7 +261,7 @@ def main() -> None:
                     n: {"mean": statistics.mean(v[i]), "std": statistics.stdev(v[i])} for n, v in scores.items()
                 },
             }
-            for i, (p, k, c) in enumerate(zip(space(), trained["kd"], trained["ce"], strict=True))
+            for i, (k, c) in enumerate(zip(trained["kd"], trained["ce"], strict=True))
         ],
         "vs_kd_accuracy": vs_kd,
         "vs_ce_accuracy": vs_ce,
@@ -257,6 +276,7 @@ def main() -> None:
             ),
             "diswot_tau_at_least_0.5": vs_kd["diswot"]["kendall_tau"] >= 0.5,
         },
+        "partial": bool(args.partial),
         "command": "python benchmarks/proxy_correlation.py " + " ".join(sys.argv[1:]),
     }
     atomic_write_bytes(Path(args.out), (json.dumps(doc, indent=2) + "\n").encode())
