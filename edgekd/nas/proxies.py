@@ -179,7 +179,7 @@ def grad_norm(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = N
 def snip(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
     """SNIP (Lee et al. 2019) saliency summed: sum |W * dCE/dW|."""
     ws = _ce_grads(copy.deepcopy(model), batch)
-    return float(sum((w * w.grad).abs().sum() for w in ws if w.grad is not None))
+    return float(sum((w.detach() * w.grad).abs().sum() for w in ws if w.grad is not None))
 
 
 def synflow(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
