@@ -70,13 +70,27 @@ def gaussian_init(model: nn.Module, generator: torch.Generator | None = None) ->
     return model
 
 
+@torch.no_grad()
 def _fc_grad_and_features(model: nn.Module, batch: ProbeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """g = dCE/dW_fc and the flattened pre-pooling features, from one forward pass (BN in training mode).
+
+    For logits z = W f + b and the mean cross-entropy, dCE/dW = (softmax(z) - onehot(y))^T f / N exactly,
+    so no backward pass through the network is needed (``fc_grad_autograd`` is the reference)."""
+    model.train()
+    feats = model.features(batch.x)  # type: ignore[operator]
+    pooled = feats.flatten(2).mean(2)
+    logits = model.fc(pooled)  # type: ignore[operator]
+    err = torch.softmax(logits, 1) - F.one_hot(batch.y, logits.shape[1]).to(logits.dtype)
+    return err.T @ pooled / len(batch.y), feats.flatten(1)
+
+
+def fc_grad_autograd(model: nn.Module, batch: ProbeBatch) -> torch.Tensor:
+    """dCE/dW_fc by ``CE(logits, y).backward()``, as the paper writes it (tests compare the closed form with it)."""
     model.train()
     model.zero_grad(set_to_none=True)
-    feats = model.features(batch.x)  # type: ignore[operator]
-    logits = model.fc(feats.flatten(2).mean(2))  # type: ignore[operator]
+    logits = model.fc(model.features(batch.x).flatten(2).mean(2))  # type: ignore[operator]
     F.cross_entropy(logits, batch.y).backward()
-    return model.fc.weight.grad.detach().clone(), feats.detach().flatten(1)  # type: ignore[union-attr]
+    return model.fc.weight.grad.detach().clone()  # type: ignore[union-attr]
 
 
 def _row_normalise(m: torch.Tensor) -> torch.Tensor:

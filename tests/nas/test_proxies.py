@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from edgekd import zoo
 from edgekd.data.sources import FASHION_MNIST_SUBSET
 from edgekd.errors import ModelError
+from edgekd.nas import proxies
 from edgekd.nas.proxies import (
     PROXIES,
     TEACHER_SEED_OFFSET,
@@ -123,3 +125,14 @@ def test_diswot_compares_every_candidate_with_one_random_teacher(batch: ProbeBat
     assert diswot_distances(teacher, teacher, probe, seed=5) != (0.0, 0.0)
     g, a = diswot_stats(teacher, probe, 5 + TEACHER_SEED_OFFSET)
     assert semantic_distance(g, first[1]) < 1e-12 and relation_distance(a, first[2]) < 1e-12
+
+
+def test_closed_form_classifier_gradient_equals_autograd(batch: ProbeBatch) -> None:
+    for model in (net(8, 4), zoo.build("mobilenet", {"in_channels": 1, "head": 24})):
+        torch.manual_seed(0)
+        a = proxies.gaussian_init(copy.deepcopy(model))
+        b = copy.deepcopy(a)
+        g, _ = proxies._fc_grad_and_features(a, batch)
+        ref = proxies.fc_grad_autograd(b, batch)
+        assert g.shape == ref.shape == (10, model.fc.in_features)
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
