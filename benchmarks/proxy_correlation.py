@@ -229,6 +229,7 @@ def main() -> None:
     kd = [r["test_accuracy"] for r in trained["kd"]]
     ce = [r["test_accuracy"] for r in trained["ce"]]
     vs_kd, vs_ce = correlate(scores, kd), correlate(scores, ce)
+    vs_kd_val = correlate(scores, [r["val_accuracy"] for r in trained["kd"]])
     baselines = [n for n in proxies.PROXIES if n != "diswot"]
     best_baseline = max(baselines, key=lambda n: vs_kd[n]["kendall_tau"])
     doc = {
@@ -265,6 +266,9 @@ def main() -> None:
         ],
         "vs_kd_accuracy": vs_kd,
         "vs_ce_accuracy": vs_ce,
+        "vs_kd_validation_accuracy": {
+            n: {k: v[k] for k in ("kendall_tau", "spearman_rho")} for n, v in vs_kd_val.items()
+        },
         "kd_vs_ce_accuracy": {"kendall_tau": kendall_tau(kd, ce), "spearman_rho": spearman_rho(kd, ce)},
         "timing": timing,
         "goal": {
