@@ -96,3 +96,15 @@ def test_search_config_picks_the_space_by_type() -> None:
         SearchConfig.model_validate({"space": {"type": "vit"}})
     with pytest.raises(ValidationError, match="blocks"):  # a resnet key in a mobilenet space is refused
         SearchConfig.model_validate({"space": {**SPACE, "blocks": [[1]]}})
+
+
+def test_config_errors_name_the_yaml_key_of_a_space() -> None:
+    from edgekd.config import parse_model_config
+    from edgekd.errors import ConfigError
+
+    raw = {"teacher": {"arch": "resnet"}, "passes": [{"search": {"space": {**SPACE, "blocks": [[1]]}}}]}
+    with pytest.raises(ConfigError, match=r"passes\[0\]\.search\.space\.blocks: unknown key 'blocks'"):
+        parse_model_config(raw)
+    raw["passes"][0]["search"]["space"] = {**SPACE, "kernel": [[4], [3]]}
+    with pytest.raises(ConfigError, match=r"passes\[0\]\.search\.space: kernel sizes must be odd"):
+        parse_model_config(raw)
