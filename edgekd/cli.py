@@ -59,14 +59,12 @@ def _cmd_search(a: argparse.Namespace) -> int:
         f"{s['proxy']} search, {s['evaluated_unique']} candidates scored of {s['space_size']} "
         f"({s['seconds']:.0f} s); Pareto set (score vs {cost}):"
     )
-    print(f"  {'blocks':12s} {'widths':16s} {'score':>10s} {'params':>8s} {'MACs':>10s} {'latency ms':>10s}")
+    width = max(len(r["label"]) for r in s["pareto"])
+    print(f"  {'candidate':{width}s} {'score':>10s} {'params':>8s} {'MACs':>10s} {'latency ms':>10s}")
     for r in s["pareto"]:
         mark = "  <- chosen" if r == s["chosen"] else ""
         lat = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
-        print(
-            f"  {r['blocks']!s:12s} {r['widths']!s:16s} {r['score']:10.4g} {r['params']:8d} {r['macs']:10d} "
-            f"{lat:>10s}{mark}"
-        )
+        print(f"  {r['label']:{width}s} {r['score']:10.4g} {r['params']:8d} {r['macs']:10d} {lat:>10s}{mark}")
     print(f"search.json: {res.artifacts['search_json']}")
     return 0
 

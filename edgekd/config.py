@@ -364,13 +364,18 @@ def _describe(err: dict[str, Any], schema: type[BaseModel], loc: tuple[str | int
     return f"{err['msg'].lower()} (got {value!r})" if value is not None else err["msg"].lower()
 
 
+_SPACE_TAGS = ("resnet", "mobilenet")  # the values of search.space.type (edgekd.nas.space.SearchSpace)
+
+
 def validation_problems(exc: ValidationError, schema: type[BaseModel], prefix: str = "") -> list[str]:
     """Turn a pydantic error into 'yaml.path: message' lines."""
     problems = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-        # pydantic adds the union/literal branch name for tagged types; keep only real keys
-        problems.append(f"{_loc(loc, prefix)}: {_describe(err, schema, loc)}")
+        # pydantic adds the branch name of a tagged union (search.space: resnet | mobilenet) to the
+        # path; the YAML has no such key, so the printed path leaves it out
+        shown = tuple(p for i, p in enumerate(loc) if not (i and loc[i - 1] == "space" and p in _SPACE_TAGS))
+        problems.append(f"{_loc(shown, prefix)}: {_describe(err, schema, loc)}")
     return problems
 
 

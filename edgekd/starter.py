@@ -20,7 +20,7 @@ teacher:
   params: {depth: 20, width: 32, in_channels: 1, num_classes: 10}
   checkpoint: {checkpoint}
 
-# The smaller model to train from the teacher (the search pass will pick one for you when it lands).
+# The smaller model to train from the teacher; a search pass (below, commented out) picks one instead.
 student:
   arch: resnet
   params: {depth: 8, width: 16, in_channels: 1, num_classes: 10}
@@ -43,6 +43,12 @@ calibration:
   method: minmax             # minmax | entropy | percentile
 
 passes:
+  # - search:                # training-free student search (DisWOT) under a budget; replaces student above
+  #     space: {type: resnet, blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 32], [32, 64]]}
+  #     # space: {type: mobilenet, depths: [[1, 2], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 24], [32, 48]],
+  #     #         expand: [[1, 3, 6], [3, 6], [3, 6]], kernel: [[3, 5], [3, 5], [3, 5]]}
+  #     proxy: diswot
+  #     budget: {latency_ms: 0.2, params: 200000}
   - distill:                 # a weighted sum of named loss terms (edgekd.kd.losses)
       epochs: 5
       optimizer: {lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4}

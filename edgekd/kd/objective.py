@@ -59,6 +59,8 @@ def fit(
     cached = None
     if not (recipe.augment or pairs):
         cached = teacher_logits if teacher_logits is not None else teacher_predictions(teacher, data.x)
+        if len(cached) != len(data):
+            raise ValueError(f"teacher_logits has {len(cached)} rows for {len(data)} training images")
     extra: list[nn.Parameter] = []
     with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
         fitnets = [t for t in terms.values() if isinstance(t, FitNet)]

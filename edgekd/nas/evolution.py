@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekd.errors import PipelineError
-from edgekd.nas.space import ResNetSpace
-
-Candidate = tuple[int, ...]
+from edgekd.nas.space import Candidate, Space
 
 
 @dataclass
@@ -48,7 +46,7 @@ def _draw(make: Callable[[], Candidate], evaluate: Evaluate, tries: int, what: s
 
 
 def aging_evolution(
-    space: ResNetSpace,
+    space: Space,
     evaluate: Evaluate,
     population: int,
     sample: int,

@@ -4,6 +4,8 @@ by aging evolution under the target's budget (params, MACs, latency measured on 
 ```yaml
 - search:
     space: {blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 32], [32, 64]], kernel: [3]}
+    # or: {type: mobilenet, depths: [[1, 2], [1, 2, 3]], widths: [[8, 16], [24, 32]], expand: [[1, 3, 6], [3, 6]],
+    #      kernel: [[3, 5], [3, 5]]}
     proxy: diswot
     budget: {latency_ms: 0.15, params: 200000}
 ```
@@ -26,7 +28,7 @@ from edgekd.errors import PipelineError
 from edgekd.models import build, count_macs, count_params
 from edgekd.nas.evolution import Evaluated, aging_evolution, pareto
 from edgekd.nas.proxies import PROXIES, ProbeBatch, score
-from edgekd.nas.space import ResNetSpace
+from edgekd.nas.space import ResNetSpace, SearchSpace, Space
 from edgekd.pipeline import Context, Pass
 from edgekd.profiling.candidate import candidate_latency
 from edgekd.registry import register_pass
@@ -39,7 +41,7 @@ class Budget(Strict):
 
 
 class SearchConfig(Strict):
-    space: ResNetSpace = Field(default_factory=ResNetSpace)
+    space: SearchSpace = Field(default_factory=ResNetSpace)
     proxy: str = "diswot"
     population: int = Field(default=12, ge=2)
     sample: int = Field(default=4, ge=1, description="tournament size")
@@ -58,11 +60,10 @@ class SearchConfig(Strict):
         return v
 
 
-def _row(e: Evaluated) -> dict[str, Any]:
+def _row(e: Evaluated, space: Space) -> dict[str, Any]:
     return {
-        "blocks": e.params["blocks"],
-        "widths": e.params["widths"],
-        "kernel": e.params["kernel"],
+        "label": space.describe(e.cand),
+        **{k: v for k, v in e.params.items() if k not in ("in_channels", "num_classes")},
         "score": e.score,
         "score_std": e.score_std,
         "params": e.n_params,
@@ -117,7 +118,7 @@ class Search(Pass):
             if cand in cache:
                 return None if cache[cand] is None else Evaluated(**cache[cand].__dict__)  # type: ignore[union-attr]
             params = c.space.params(cand, shape[0], k)
-            model = build(ModelSpec(arch="resnet", params=params), "search candidate")
+            model = build(ModelSpec(arch=c.space.arch, params=params), "search candidate")
             n_params, macs = count_params(model), count_macs(model, shape)
             over = (
                 "params"
@@ -157,20 +158,22 @@ class Search(Pass):
         best = max(history, key=lambda e: e.score)
         front = pareto(history)
         bar.finish(best_score=best.score, evaluated=len(cache))
-        ctx.student_spec = ModelSpec(arch="resnet", params=best.params)
+        ctx.student_spec = ModelSpec(arch=c.space.arch, params=best.params)
         torch.manual_seed(seed)
         ctx.student = build(ctx.student_spec, "student")
         if ctx.config.student is not None:
             ctx.note("search replaced the student given in model.yaml")
         doc = {
             "proxy": c.proxy,
+            "space": c.space.type,
+            "arch": c.space.arch,
             "space_size": c.space.size(),
             "budget": c.budget.model_dump(),
             "latency": lat.describe if measure else None,
             "latency_source": lat.source,
-            "chosen": _row(best),
-            "pareto": [_row(e) for e in front],
-            "history": [_row(e) for e in history],
+            "chosen": _row(best, c.space),
+            "pareto": [_row(e, c.space) for e in front],
+            "history": [_row(e, c.space) for e in history],
             "evaluated_unique": sum(v is not None for v in cache.values()),
             "rejected": rejected,
             "seconds": round(seconds, 1),
@@ -179,7 +182,7 @@ class Search(Pass):
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
         ctx.metrics["search"] = {k: v for k, v in doc.items() if k != "history"}
         ctx.metrics["student"] = {
-            "arch": "resnet",
+            "arch": c.space.arch,
             "params_spec": best.params,
             "params": best.n_params,
             "macs": best.macs,
@@ -187,7 +190,7 @@ class Search(Pass):
         ctx.stages.append(
             {
                 "stage": "search",
-                "model": f"student {best.params['blocks']} x {best.params['widths']}",
+                "model": f"student {c.space.arch} {c.space.describe(best.cand)}",
                 "params": best.n_params,
                 "macs": best.macs,
                 "measured": f"{c.proxy} score {best.score:.4g}",

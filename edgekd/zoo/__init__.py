@@ -1,4 +1,4 @@
-"""Model zoo: architectures that configs name (``arch: resnet``) and build with ``params``."""
+"""Model zoo: architectures that configs name (``arch: resnet``, ``arch: mobilenet``) and build with ``params``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 
 from torch import nn
 
+from edgekd.zoo.mobilenet import MobileNetLike, mobilenet
 from edgekd.zoo.resnet import CifarResNet, resnet
 
 Builder = Callable[..., nn.Module]
 
-_REGISTRY: dict[str, Builder] = {"resnet": resnet}
+_REGISTRY: dict[str, Builder] = {"resnet": resnet, "mobilenet": mobilenet}
 
 
 def register(name: str, builder: Builder) -> None:
@@ -45,4 +46,4 @@ def build(arch: str, params: dict[str, Any] | None = None) -> nn.Module:
     return model
 
 
-__all__ = ["CifarResNet", "build", "names", "register", "resnet"]
+__all__ = ["CifarResNet", "MobileNetLike", "build", "mobilenet", "names", "register", "resnet"]

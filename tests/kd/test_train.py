@@ -64,3 +64,26 @@ def test_early_stop_when_validation_stops_improving() -> None:
         val=data,
     )
     assert hist.stopped_early and len(hist.epochs) == 3 and hist.best_epoch == 1
+
+
+def test_precomputed_teacher_logits_train_exactly_like_computed_ones() -> None:
+    from edgekd.kd.objective import Recipe, fit
+    from edgekd.kd.train import predict
+
+    teacher = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2}).eval()
+    data = _data(64)
+    recipe = Recipe(
+        loss={"kd": {"weight": 1.0, "temperature": 4.0}},
+        labels="given",
+        augment=False,
+        settings=TrainSettings(epochs=1, batch_size=16, lr=0.05, augment=False),
+    )
+    states = []
+    for logits in (None, predict(teacher, data.x)):
+        torch.manual_seed(0)
+        student = zoo.build("resnet", {"depth": 8, "width": 2, "in_channels": 1, "num_classes": 2})
+        fit(student, student, teacher, data, None, recipe, teacher_logits=logits)
+        states.append(student.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    with pytest.raises(ValueError, match="teacher_logits has 3 rows for 64 training images"):
+        fit(student, student, teacher, data, None, recipe, teacher_logits=torch.zeros(3, 2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -11,7 +12,17 @@ import torch
 from edgekd import zoo
 from edgekd.data.sources import FASHION_MNIST_SUBSET
 from edgekd.errors import ModelError
-from edgekd.nas.proxies import PROXIES, ProbeBatch, relation_distance, score, semantic_distance
+from edgekd.nas import proxies
+from edgekd.nas.proxies import (
+    PROXIES,
+    TEACHER_SEED_OFFSET,
+    ProbeBatch,
+    diswot_distances,
+    diswot_stats,
+    relation_distance,
+    score,
+    semantic_distance,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +98,41 @@ def test_models_without_the_zoo_protocol_are_refused(batch: ProbeBatch) -> None:
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     with pytest.raises(ModelError, match="no features"):
         score("zen", plain, batch)
+
+
+def test_semantic_distance_pooled_variant_by_hand() -> None:
+    g_s, g_t = torch.randn(3, 2), torch.randn(3, 4)
+    grams_t = [np.outer(b, b) for b in g_t.numpy()]
+    pooled_t = [gt.reshape(2, 2, 2, 2).mean(axis=(1, 3)) for gt in grams_t]  # 4x4 -> 2x2 by 2x2 blocks
+    expected = sum(
+        ((_norm_rows(np.outer(a, a)) - _norm_rows(pt)) ** 2).sum() for a, pt in zip(g_s.numpy(), pooled_t, strict=True)
+    ) / (2 * 3)
+    assert math.isclose(semantic_distance(g_s, g_t, mismatch="pooled"), expected, rel_tol=1e-5)
+    with pytest.raises(ValueError, match="mismatch"):
+        semantic_distance(g_s, g_t, mismatch="crop")
+
+
+def test_diswot_compares_every_candidate_with_one_random_teacher(batch: ProbeBatch) -> None:
+    teacher = net(14, 8)
+    probe = ProbeBatch(batch.x, batch.y, 10)
+    score("diswot", net(8, 4), probe, teacher, seed=5)
+    first = probe.teacher_stats[(id(teacher), 5)]
+    score("diswot", net(14, 16), probe, teacher, seed=5)  # another candidate, another parameter count
+    assert probe.teacher_stats[(id(teacher), 5)] is first, "the teacher's statistics are reused, not redrawn"
+    fresh = diswot_stats(teacher, ProbeBatch(batch.x, batch.y, 10), 5 + TEACHER_SEED_OFFSET)
+    assert torch.equal(fresh[0], first[1]) and torch.equal(fresh[1], first[2])  # independent of the candidate
+    # a student identical to the teacher, initialised from the teacher's stream, is at distance 0
+    assert diswot_distances(teacher, teacher, probe, seed=5) != (0.0, 0.0)
+    g, a = diswot_stats(teacher, probe, 5 + TEACHER_SEED_OFFSET)
+    assert semantic_distance(g, first[1]) < 1e-12 and relation_distance(a, first[2]) < 1e-12
+
+
+def test_closed_form_classifier_gradient_equals_autograd(batch: ProbeBatch) -> None:
+    for model in (net(8, 4), zoo.build("mobilenet", {"in_channels": 1, "head": 24})):
+        torch.manual_seed(0)
+        a = proxies.gaussian_init(copy.deepcopy(model))
+        b = copy.deepcopy(a)
+        g, _ = proxies._fc_grad_and_features(a, batch)
+        ref = proxies.fc_grad_autograd(b, batch)
+        assert g.shape == ref.shape == (10, model.fc.in_features)
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))

@@ -61,3 +61,24 @@ def test_latency_budget_needs_a_measurable_target(tmp_path: Path) -> None:
 def test_budget_no_candidate_meets(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="no sampled candidate within the budget"):
         edgekd.compile(_cfg(tmp_path, {**SEARCH, "budget": {"params": 10}}), out=tmp_path / "runs", quiet=True)
+
+
+def test_search_over_the_mobilenet_space_distills_and_exports_the_choice(tmp_path: Path) -> None:
+    space = {
+        "type": "mobilenet",
+        "depths": [[1], [1, 2]],
+        "widths": [[4], [8, 16]],
+        "expand": [[1], [2, 4]],
+        "kernel": [[3], [3, 5]],
+        "stem": 4,
+    }
+    search = {**SEARCH, "space": space, "population": 3, "iterations": 3, "budget": {"params": 2000, "latency_ms": 5.0}}
+    res = edgekd.compile(_cfg(tmp_path, search), out=tmp_path / "runs", quiet=True)
+    doc = json.loads(res.artifacts["search_json"].read_text())
+    assert doc["arch"] == "mobilenet" and doc["space"] == "mobilenet" and doc["space_size"] == 16
+    assert all(r["params"] <= 2000 and r["latency_ms"] <= 5.0 for r in doc["history"])
+    assert doc["rejected"]["params"] > 0, "the budget rejected the wider candidates"
+    assert res.metrics["student"]["arch"] == "mobilenet"
+    assert res.metrics["student"]["params_spec"]["depths"] == doc["chosen"]["depths"]
+    assert doc["chosen"]["label"].startswith("depths=1,")
+    assert res.artifacts["onnx"].is_file() and res.metrics["distill"]["test_accuracy"] > 0
