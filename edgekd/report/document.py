@@ -500,6 +500,30 @@ def _training(student: dict[str, Any]) -> list[Section]:
                 ],
             )
         )
+        if quant.get("layers"):  # the per-layer precision table (fallback to fp32 where INT8 costs the guard)
+            out[-1].blocks.append(
+                Table(
+                    ["layer", "op", "precision", "why", "val gain in fp32 (pt)"],
+                    [
+                        [x["module"] or x["node"], x["op"], x["precision"], x["reason"] or "-", num(x["sensitivity"])]
+                        for x in quant["layers"]
+                    ],
+                )
+            )
+    prune = student.get("prune")
+    if prune:
+        out.append(
+            Section(
+                "Pruning",
+                [
+                    Text(
+                        f"{prune['importance']} channel pruning to ratio {prune['kept_ratio']} (step "
+                        f"{prune['kept_step']} of {prune['steps_planned']}, {prune['stopped']}): "
+                        f"{prune['params']:,} params, {prune['macs']:,} MACs, test {num(prune['test_accuracy'])}%."
+                    )
+                ],
+            )
+        )
     return out
 
 
