@@ -76,7 +76,8 @@ def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: i
     calib_pool = {"train": len(train_idx), "val": len(val_idx)}.get(calibration.source)
     if calib_pool is not None and calibration.samples > calib_pool:
         raise DataError(
-            f"calibration.samples is {calibration.samples} but the {calibration.source} split holds only "
+            f"calibration.samples is {calibration.samples} but the "
+            f"{'training' if calibration.source == 'train' else calibration.source} split holds only "
             f"{calib_pool} images",
             fix=f"set calibration.samples to at most {calib_pool}",
         )

@@ -361,10 +361,12 @@ def _search(s: dict[str, Any]) -> Section:
     )
     history = s.get("history") or s.get("pareto") or []
     chosen = s.get("chosen") or {}
-    front = {(tuple(p["blocks"]), tuple(p["widths"]), p["kernel"]) for p in s.get("pareto", [])}
-
-    def key(p: dict[str, Any]) -> tuple[Any, ...]:
+    def key(p: dict[str, Any]) -> tuple[Any, ...]:  # any search space: its label, else the ResNet genes (v1 files)
+        if "label" in p:
+            return (p["label"],)
         return (tuple(p["blocks"]), tuple(p["widths"]), p["kernel"])
+
+    front = {key(p) for p in s.get("pareto", [])}
 
     points = []
     seen = set()
@@ -372,7 +374,7 @@ def _search(s: dict[str, Any]) -> Section:
         if p.get(cost_key) is None or key(p) in seen:
             continue
         seen.add(key(p))
-        label = f"{p['blocks']} x {p['widths']} k{p['kernel']}"
+        label = p.get("label") or f"{p['blocks']} x {p['widths']} k{p['kernel']}"
         points.append(
             svg.Point(
                 float(p[cost_key]),
@@ -393,16 +395,14 @@ def _search(s: dict[str, Any]) -> Section:
         mark = " **← chosen**" if chosen and key(p) == key(chosen) else ""
         rows.append(
             [
-                f"{p['blocks']}",
-                f"{p['widths']}",
-                str(p["kernel"]),
+                p.get("label") or f"blocks {p['blocks']}, widths {p['widths']}, kernel {p['kernel']}",
                 num(p["score"], "{:.4g}"),
                 count(p["params"]),
                 mmacs(p["macs"]),
                 num(p.get("latency_ms"), "{:.3f}") + mark,
             ]
         )
-    sec.blocks.append(Table(["blocks", "widths", "kernel", "score", "params", "MACs", "latency ms"], rows))
+    sec.blocks.append(Table(["candidate", "score", "params", "MACs", "latency ms"], rows))
     return sec
 
 
