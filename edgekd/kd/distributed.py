@@ -11,6 +11,7 @@ the history. The caller checks that all ranks ended with the same weights.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from edgekd.config import ModelSpec
 from edgekd.data.dataset import Split
 from edgekd.errors import EdgekdError, TrainingError
 from edgekd.kd.objective import Recipe, fit
-from edgekd.kd.train import TrainHistory
+from edgekd.kd.train import TrainHistory, TrainSettings
 
 JOB = "job.pt"
 ONE_PROCESS = "run with distill.nproc: 1 (or without --nproc) to see the error in one process"
@@ -37,9 +38,13 @@ def _worker(folder: Path) -> None:
     from edgekd.models import build
     from edgekd.progress import EventLog, TaskProgress
 
-    # the job file was written by fit_distributed into a private (0700) temporary folder of this
-    # same user a moment ago: it holds our own dataclasses, not a user-supplied checkpoint
-    job: dict[str, Any] = torch.load(folder / JOB, map_location="cpu", weights_only=False)
+    # tensors and plain values only (see fit_distributed): loads with weights_only=True
+    job: dict[str, Any] = torch.load(folder / JOB, map_location="cpu", weights_only=True)
+    job["recipe"] = Recipe(**{**job["recipe"], "settings": TrainSettings(**job["recipe"]["settings"])})
+    job["teacher_spec"] = ModelSpec.model_validate(job["teacher_spec"])
+    job["student_spec"] = ModelSpec.model_validate(job["student_spec"])
+    job["data"] = Split(*job["data"])
+    job["val"] = Split(*job["val"]) if job["val"] is not None else None
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend, init_method="env://")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -97,13 +102,13 @@ def fit_distributed(
 ) -> tuple[dict[str, torch.Tensor], TrainHistory, dict[str, Any]]:
     """Run ``recipe`` in ``nproc`` torchrun workers; returns rank 0's weights, its history, and how far ranks differ."""
     job = {
-        "recipe": recipe,
-        "teacher_spec": teacher_spec,
+        "recipe": dataclasses.asdict(recipe),
+        "teacher_spec": teacher_spec.model_dump(mode="json"),
         "teacher_state": teacher_state,
-        "student_spec": student_spec,
+        "student_spec": student_spec.model_dump(mode="json"),
         "student_state": student_state,
-        "data": data,
-        "val": val,
+        "data": (data.x, data.y),
+        "val": (val.x, val.y) if val is not None else None,
         "events_path": str(events_path) if events_path else None,
         "quiet": quiet,
         "threads": torch.get_num_threads(),
