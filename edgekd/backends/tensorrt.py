@@ -328,14 +328,19 @@ class TrtModel:
         self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def _bind(self, x: np.ndarray) -> tuple[Any, Any]:
+        """Copy ``x`` to the GPU, bind it and a fresh output buffer; returns (output, stream). The input tensor
+        stays alive as ``self._inp`` while the engine reads it."""
         torch = self.torch
-        inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
-        self.context.set_input_shape(self.input, tuple(inp.shape))
+        self._inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
+        self.context.set_input_shape(self.input, tuple(self._inp.shape))
         out = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=torch.float32, device="cuda")
-        self.context.set_tensor_address(self.input, inp.data_ptr())
+        self.context.set_tensor_address(self.input, self._inp.data_ptr())
         self.context.set_tensor_address(self.output, out.data_ptr())
-        stream = torch.cuda.current_stream()
+        return out, torch.cuda.current_stream()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out, stream = self._bind(x)
         self.context.execute_async_v3(stream.cuda_stream)
         stream.synchronize()
         return out.cpu().numpy()
@@ -348,12 +353,7 @@ class TrtModel:
     def latency_ms(self, x: np.ndarray, warmup: int = 50, runs: int = 500) -> list[float]:
         """Per-inference GPU latencies (CUDA events), input already on the device."""
         torch = self.torch
-        inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
-        self.context.set_input_shape(self.input, tuple(inp.shape))
-        out = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=torch.float32, device="cuda")
-        self.context.set_tensor_address(self.input, inp.data_ptr())
-        self.context.set_tensor_address(self.output, out.data_ptr())
-        stream = torch.cuda.current_stream()
+        _out, stream = self._bind(x)  # the engine writes into _out: keep it alive while timing
         for _ in range(warmup):
             self.context.execute_async_v3(stream.cuda_stream)
         stream.synchronize()
