@@ -1,6 +1,11 @@
 """Pruning and quantization on Fashion-MNIST: one table, measured in one run.
 
     python benchmarks/compression.py [--quick]
+    python benchmarks/compression.py --chain [--depth 8 --width 24 --fraction 1.0 --distill-epochs 8 ...]
+
+``--chain`` measures only the full chain (student fp32, PTQ INT8, QAT-KD INT8, prune + QAT-KD INT8) with the
+student, data share and epochs given on the command line, and writes ``compression_chain.json``: the sweep
+below keeps a small recipe so that all its rows fit one run; the chain's accuracy goal needs a full one.
 
 Compiles variants of one distilled student with ``edgekd.compile`` into one ``--out`` folder, so the
 distillation (and a shared prune step) runs once and later variants take it from the pass cache:
@@ -82,22 +87,50 @@ def variants(quick: bool) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def chain_variants(ratio: float, recovery: dict[str, Any], qat: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The full chain and the rows it is judged against: student fp32, PTQ / QAT-KD INT8, prune + QAT-KD INT8."""
+    q = {"quantize": {"precision": "int8", "method": "qat", "qat": qat}}
+    return {
+        "student_fp32": [],
+        "ptq_int8": [{"quantize": {"precision": "int8", "method": "ptq"}}],
+        "qat_kd_int8": [q],
+        f"prune{int(ratio * 100)}_qat_kd_int8": [{"prune": dict(PRUNE, ratio=ratio, recovery=recovery)}, q],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "runs" / "compression"), help="run folder root (holds the cache)")
     ap.add_argument("--quick", action="store_true", help="1-epoch recovery/QAT and 2 distill epochs (a smoke run)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--runs", type=int, default=300)
+    chain = ap.add_argument_group("--chain: the full chain only, with its own recipe")
+    chain.add_argument("--chain", action="store_true")
+    chain.add_argument("--depth", type=int, default=STUDENT["depth"])
+    chain.add_argument("--width", type=int, default=STUDENT["width"])
+    chain.add_argument("--fraction", type=float, default=FRACTION, help="share of the training split")
+    chain.add_argument("--distill-epochs", type=int, default=DISTILL["epochs"])
+    chain.add_argument("--ratio", type=float, default=0.3, help="prune ratio of the chain")
+    chain.add_argument("--recovery-epochs", type=int, default=RECOVERY["epochs"], help="KD epochs after each step")
+    chain.add_argument("--qat-epochs", type=int, default=QAT["epochs"])
     args = ap.parse_args()
     if not FASHION_MNIST_SYSTEM.is_dir():
         sys.exit(f"needs the full Fashion-MNIST set: apt-get install dataset-fashion-mnist ({FASHION_MNIST_SYSTEM})")
     torch.set_num_threads(2)
     base = read_yaml(EXAMPLE / "model.yaml")
-    base["student"] = {"arch": "resnet", "params": STUDENT}
+    student = dict(STUDENT, depth=args.depth, width=args.width) if args.chain else STUDENT
+    base["student"] = {"arch": "resnet", "params": student}
     base["constraints"] = {"max_accuracy_drop": None}
     base["teacher"]["checkpoint"] = str(EXAMPLE / "teacher.pt")
     distill = dict(DISTILL, epochs=2 if args.quick else DISTILL["epochs"])
-    rows = variants(args.quick)
+    recovery, qat = RECOVERY, QAT
+    if args.chain:
+        distill = dict(DISTILL, epochs=args.distill_epochs, fraction=args.fraction)
+        recovery = dict(RECOVERY, epochs=args.recovery_epochs, fraction=args.fraction)
+        qat = dict(QAT, epochs=args.qat_epochs, fraction=args.fraction)
+        rows = chain_variants(args.ratio, recovery, qat)
+    else:
+        rows = variants(args.quick)
     t_start = time.perf_counter()
     out_root = Path(args.out)
     results: dict[str, dict[str, Any]] = {}
@@ -175,7 +208,7 @@ def main() -> None:
         row["smaller_than_teacher"] = results["teacher_fp32"]["bytes"] / row["bytes"]
 
     t_acc = results["teacher_fp32"]["accuracy_test_10k_ort"]
-    chain = results["prune30_qat_kd_int8"]
+    chain = results[next(k for k in results if k.startswith("prune") and k.endswith("_qat_kd_int8"))]
     goals = {
         "chain_within_1_point": {
             "value": t_acc - chain["accuracy_test_10k_ort"],
@@ -191,13 +224,13 @@ def main() -> None:
     }
     doc = {
         "benchmark": "compression",
-        "command": "python benchmarks/compression.py" + (" --quick" if args.quick else ""),
-        "student": {"arch": "resnet", "params": STUDENT},
+        "command": "python benchmarks/compression.py " + " ".join(sys.argv[1:]),
+        "student": {"arch": "resnet", "params": student},
         "settings": {
             "distill": distill,
             "prune": PRUNE,
-            "recovery_per_step": RECOVERY if not args.quick else "1 epoch",
-            "qat": QAT if not args.quick else "1 epoch",
+            "recovery_per_step": recovery if not args.quick else "1 epoch",
+            "qat": qat if not args.quick else "1 epoch",
             "guard": "off for the sweep",
             "note": "epochs kept modest for 2 shared CPU cores; teacher logits cached (no augmentation)",
         },
@@ -212,8 +245,9 @@ def main() -> None:
         },
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
+    out = OUT.with_name("compression_chain.json") if args.chain else OUT
     atomic_write_bytes(
-        OUT if not args.quick else OUT.with_name("compression.quick.json"),
+        out if not args.quick else out.with_name(out.stem + ".quick.json"),
         (json.dumps(doc, indent=2, default=str) + "\n").encode(),
     )
     print(f"{'row':26} {'acc':>7} {'params':>8} {'MACs':>10} {'bytes':>9} {'p50 ms':>8} {'x teacher':>9}")

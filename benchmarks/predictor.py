@@ -44,7 +44,6 @@ from edgekd.profiling.calibrate import (  # noqa: E402
     measure_files,
     spec_key,
 )
-from edgekd.profiling.kernels import detect  # noqa: E402
 from edgekd.targets import load_target  # noqa: E402
 
 
@@ -131,7 +130,7 @@ def evaluate(target, calib_specs, calib_paths, held, held_paths, a, clock: str) 
     for s in held:
         assert spec_key({k: v for k, v in s.items() if k != "name"}) not in calib_keys, s["name"]
     t1 = time.perf_counter()
-    predicted = [pred.predict_graph(detect(p)).p50_ms for p in held_paths]
+    predicted = [pred.predict(p).p50_ms for p in held_paths]
     measured, spread, device = measure_files(target, held_paths, a.repeats, runs=a.runs, clock=clock)
     rows = []
     for s, m, p, sp in zip(held, measured, predicted, spread, strict=True):

@@ -26,7 +26,7 @@ from edgekd.models import count_macs
 from edgekd.profiling.device import measure_on_device
 from edgekd.profiling.kernels import detect
 from edgekd.profiling.latency import measure
-from edgekd.profiling.predictor import LatencyPredictor
+from edgekd.profiling.predictor import CHANNEL_BLOCKS, LatencyPredictor
 from edgekd.zoo.resnet import CifarResNet
 
 MAX_MACS = 200e6  # keeps one calibration model within a few milliseconds on a small CPU
@@ -217,10 +217,10 @@ def fit_files(
     clock: str = "wall",
 ) -> LatencyPredictor:
     """Measure the exported calibration models ``paths`` (built from ``specs``) and fit the predictor on them."""
-    graphs = [detect(p) for p in paths]
+    graphs = [{b: detect(p, channel_block=b) for b in CHANNEL_BLOCKS} for p in paths]
     med, spread, device = measure_files(target, paths, repeats, runs=runs, on_progress=on_progress, clock=clock)
     rows = [
-        {"name": f"calib{i:03d}", "spec": s, "p50_ms": m, "p50_spread": sp, "graph": g}
+        {"name": f"calib{i:03d}", "spec": s, "p50_ms": m, "p50_spread": sp, "graphs": g}
         for i, (s, m, sp, g) in enumerate(zip(specs, med, spread, graphs, strict=True))
     ]
     return LatencyPredictor.from_measurements(rows, device, target=target.name)

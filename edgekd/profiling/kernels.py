@@ -3,8 +3,15 @@
 A kernel is what an inference runtime runs as one unit after its usual graph fusions (nn-Meter's "kernel
 detection"): ``Conv [-> BatchNormalization] [-> Add (residual)] [-> activation]`` is one convolution kernel,
 ``Gemm``/``MatMul [-> Add] [-> activation]`` one dense kernel, and so on. Each kernel gets a type key
-(``conv3x3``, ``conv1x1``, ``dwconv``, ``gemm``, ``pool``, ``eltwise``, ...) and its shape features:
+(``conv3x3``, ``conv1x1``, ``dwconv``, ``gemm``, ``pool``, ``gpool``, ``eltwise``, ...) and its shape features:
 multiply-accumulates and the bytes it reads and writes (inputs, output, weights, a fused residual input).
+
+Channel blocks: runtimes with blocked layouts pad channel counts to their block (ONNX Runtime's NCHWc kernels on
+an AVX-512 host run a 24-channel convolution as a 32-channel one; a first convolution with fewer input channels
+than the block reads plain NCHW). ``detect(..., channel_block=B)`` counts the MACs and weights of that padded work
+and keys convolutions by algorithm (``conv3x3``, or ``conv3x3.nchw`` for the plain-input path) instead of by
+alignment; ``channel_block=1`` (no padding) keys them by alignment (``.a16``/``.a8``). The latency predictor fits
+each candidate block and keeps the one its device's measurements agree with best.
 
 Quantized (QDQ) graphs: a kernel whose data input comes from ``DequantizeLinear`` gets a ``q`` prefix
 (``qconv3x3``); the Q/DQ pairs themselves are not kernels (runtimes fold them into QLinear kernels), except a
@@ -124,8 +131,11 @@ def _numel(shape: Iterable[int]) -> float:
     return float(np.prod([max(d, 0) for d in shape])) if shape else 1.0
 
 
-def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1) -> Graph:
-    """The kernels of ``model`` (a path or a loaded ModelProto), in graph order, at ``batch``."""
+def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1, channel_block: int = 1) -> Graph:
+    """The kernels of ``model`` (a path or a loaded ModelProto), in graph order, at ``batch``; with
+    ``channel_block`` > 1, convolutions count the work of channels padded to that block (module docstring)."""
+    if channel_block < 1:
+        raise ValueError(f"channel_block must be >= 1, got {channel_block}")
     proto = _load(model, batch)
     g = proto.graph
     inits = {i.name: i for i in g.initializer}
@@ -209,8 +219,12 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1) -> G
                 covered.append(nxt.name or nxt.output[0])
                 used.add(covered[-1])
                 out = nxt.output[0]
-            t_type, macs, wbytes = _dense_features(n, shapes, inits, out)
-            if op == "Conv":
+            t_type, macs, wbytes = _dense_features(n, shapes, inits, out, channel_block)
+            if op == "Conv" and channel_block > 1:
+                # every convolution writes the blocked layout; the plain-input path reads NCHW
+                reorders([n.input[0]], "plain" if t_type.endswith(".nchw") else "blocked", key)
+                layout[out] = "blocked"
+            elif op == "Conv":
                 want = "blocked" if t_type.endswith(".a16") else "plain"
                 adds = [m for m in g.node if m.op_type == "Add" and (m.name or m.output[0]) in covered[1:]]
                 reorders([n.input[0], *(i for m in adds for i in m.input)], want, key)
@@ -224,7 +238,7 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1) -> G
         in_bytes = sum(nbytes(i) for i in ins)
         out_bytes = sum(nbytes(o) for o in n.output)
         if op in POOLS:
-            t_type, macs = "pool", _numel(shapes.get(ins[0], ([], 4))[0]) if ins else 0.0
+            t_type, macs = _pool_features(n, shapes, ins)
         elif op in ELTWISE:
             t_type, macs = "eltwise", _numel(shapes.get(n.output[0], ([], 4))[0])
         elif op in SHAPE_ONLY:
@@ -238,13 +252,31 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1) -> G
     return Graph(kernels, input_bytes)
 
 
+def _pool_features(
+    n: onnx.NodeProto, shapes: dict[str, tuple[list[int], int]], ins: list[str]
+) -> tuple[str, float]:
+    """(type key, operations) of a pooling node: a windowed pool (``pool``) reads its window for every output
+    element; a global pool or mean (``gpool``) reads every input element once."""
+    if n.op_type in ("MaxPool", "AveragePool"):
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        window = _numel(attrs.get("kernel_shape", [1]))
+        return "pool", _numel(shapes.get(n.output[0], ([], 4))[0]) * window
+    return "gpool", _numel(shapes.get(ins[0], ([], 4))[0]) if ins else 0.0
+
+
+def _pad(channels: int, block: int) -> int:
+    return -(-channels // block) * block
+
+
 def _dense_features(
     n: onnx.NodeProto,
     shapes: dict[str, tuple[list[int], int]],
     inits: dict[str, onnx.TensorProto],
     out: str,
+    channel_block: int = 1,
 ) -> tuple[str, float, float]:
-    """(type key, MACs, weight bytes) of a Conv/ConvTranspose/Gemm/MatMul node."""
+    """(type key, MACs, weight bytes) of a Conv/ConvTranspose/Gemm/MatMul node; convolutions with channels padded
+    to ``channel_block`` when it is > 1."""
     attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
     w_shape, w_size = shapes.get(n.input[1], ([], 4)) if len(n.input) > 1 else ([], 4)
     w_bytes = _numel(w_shape) * (w_size if n.input[1] in inits else 1) if w_shape else 0.0
@@ -258,7 +290,8 @@ def _dense_features(
         macs = _numel(y_shape) * per_out if n.op_type == "Conv" else _numel(x_shape) * _numel(w_shape[1:])
         k = kernel[0] if kernel and all(v == kernel[0] for v in kernel) else 0
         cout = y_shape[1] if len(y_shape) > 1 else 0
-        if group > 1 and group == cin:
+        depthwise = group > 1 and group == cin
+        if depthwise:
             key = "dwconv"
         elif group > 1:
             key = "gconv"
@@ -266,6 +299,15 @@ def _dense_features(
             key = "deconv"
         else:
             key = f"conv{k}x{k}" if k in CONV_SIZES else "convkxk"
+        if channel_block > 1 and n.op_type == "Conv" and cout and (group == 1 or depthwise):
+            b = channel_block
+            if depthwise:  # every channel padded
+                scale = _pad(cout, b) / cout
+            else:  # the plain-input path (cin < block) reads cin channels as they are
+                plain = cin < b
+                key += ".nchw" if plain else ""
+                scale = (_pad(cout, b) / cout) * (1.0 if plain else _pad(cin, b) / cin)
+            return key, float(round(macs * scale)), float(round(w_bytes * scale))
         return key + _alignment(cin, cout, group), float(macs), float(w_bytes)
     # Gemm / MatMul: output elements times the reduced dimension
     a_shape = shapes.get(n.input[0], ([], 4))[0]

@@ -5,10 +5,13 @@ A model's batch-1 latency is predicted as
     overhead + input_ms_per_mb * input MB + sum over its kernels k of
         count_ms[type(k)] + ms_per_mmac[type(k)] * MMACs(k) + ms_per_mb[type(k)] * MB moved(k)
 
-where the kernels come from :func:`edgekd.profiling.kernels.detect` (ORT-style fusion of the exported graph)
-and the coefficients of each kernel type are fitted, non-negative, on whole models measured on the device
-(``edgekd profile --build-predictor``, :mod:`edgekd.profiling.calibrate`), minimising relative error. Fitting
+where the kernels come from :func:`edgekd.profiling.kernels.detect` (ORT-style fusion of the exported graph,
+with channels padded to the runtime's channel block) and the coefficients of each kernel type are fitted,
+non-negative, on whole models measured on the device (``edgekd profile --build-predictor``,
+:mod:`edgekd.profiling.calibrate`), minimising relative error. Fitting
 per-type linear models in MACs and bytes (rather than looking shapes up) lets unseen shapes be predicted.
+The channel block (1: none, 8, 16) is not known in advance for a device: the table is fitted for each candidate
+and the one with the lowest leave-one-out error on the measured models is kept (``channel_block`` in the file).
 
 The file is JSON (``FORMAT``, ``VERSION``) and records the device, runtime, version and threads it was measured
 with, the fitted coefficients, the fit quality, and every measurement it was fitted on (the table).
@@ -72,6 +75,7 @@ class Prediction:
 
 
 CACHE_CHOICES_MB = (0.5, 1.0, 2.0, 4.0, 8.0, 1e9)
+CHANNEL_BLOCKS = (1, 8, 16)  # channel padding of blocked layouts (ORT NCHWc: 8 on AVX2, 16 on AVX-512)
 N_GLOBAL = 3  # overhead, input MB, weight MB beyond the cache
 
 
@@ -171,6 +175,7 @@ class LatencyPredictor:
     target: str = ""
     created: str = ""
     path: str = ""
+    channel_block: int = 1
 
     # ------------------------------------------------------------------ build and save
 
@@ -185,34 +190,47 @@ class LatencyPredictor:
     ) -> LatencyPredictor:
         """Fit on ``rows`` ({name, p50_ms, graph: Graph, optional p50_spread}); rows whose repeated measurements
         disagree by more than ``max_spread`` (of their median) are kept in the table but not fitted on. The fit
-        quality is from leave-one-out predictions."""
+        quality is from leave-one-out predictions. Rows may give ``graphs`` ({channel block: Graph}, one per
+        candidate block, the same blocks in every row) instead of ``graph``: each block is fitted and the one with
+        the lowest leave-one-out error is kept."""
         all_rows = rows
         rows = [r for r in rows if r.get("p50_spread", 0.0) <= max_spread]
-        graphs = [r["graph"] for r in rows]
         y = [float(r["p50_ms"]) for r in rows]
         if len(rows) < 4:
             raise ProfilingError(
                 f"a latency predictor needs at least 4 stable measured models, got {len(rows)} of {len(all_rows)}",
                 fix="build it with more calibration models (--models) or on a quieter device",
             )
-        types, coef, cache_mb = fit(graphs, y, ridge)
-        pred = cls._from_coef(types, coef, cache_mb, device, target)
-        loo = []
-        for i in range(len(rows)):  # leave-one-out relative errors: how well unseen models are predicted
-            rest = graphs[:i] + graphs[i + 1 :]
-            t_i, c_i, _ = fit(rest, y[:i] + y[i + 1 :], ridge, cache_mb=cache_mb)
-            p = pred._with(t_i, c_i, cache_mb).predict_graph(graphs[i], strict=False).p50_ms
-            loo.append((p - y[i]) / y[i])
-        err = np.abs(np.asarray(loo))
+        blocks = sorted(rows[0]["graphs"]) if "graphs" in rows[0] else [1]
+
+        def graphs_of(rs: list[dict[str, Any]], block: int) -> list[Graph]:
+            return [r["graphs"][block] if "graphs" in r else r["graph"] for r in rs]
+
+        candidates = []
+        for block in blocks:
+            graphs = graphs_of(rows, block)
+            types, coef, cache_mb = fit(graphs, y, ridge)
+            pred = cls._from_coef(types, coef, cache_mb, device, target, block)
+            loo = []
+            for i in range(len(rows)):  # leave-one-out relative errors: how well unseen models are predicted
+                rest = graphs[:i] + graphs[i + 1 :]
+                t_i, c_i, _ = fit(rest, y[:i] + y[i + 1 :], ridge, cache_mb=cache_mb)
+                p = pred._with(t_i, c_i, cache_mb).predict_graph(graphs[i], strict=False).p50_ms
+                loo.append((p - y[i]) / y[i])
+            err = np.abs(np.asarray(loo))
+            candidates.append((float(np.median(err)), float(np.percentile(err, 90)), block, pred, err))
+        _, _, block, pred, err = min(candidates, key=lambda c: (c[0], c[1]))
         pred.fit_quality = {
             "models": len(rows),
             "excluded_unstable": len(all_rows) - len(rows),
             "max_spread": max_spread,
+            "channel_block": block,
             "leave_one_out": {
                 "within_10pct": float((err <= 0.10).mean()),
                 "median_abs_rel_error": float(np.median(err)),
                 "p90_abs_rel_error": float(np.percentile(err, 90)),
             },
+            "leave_one_out_median_by_channel_block": {str(c[2]): c[0] for c in candidates},
             "ridge": ridge,
         }
         pred.measurements = [
@@ -220,19 +238,25 @@ class LatencyPredictor:
                 "name": r["name"],
                 "p50_ms": r["p50_ms"],
                 **{k: r[k] for k in ("spec", "p50_spread") if k in r},
-                "input_bytes": r["graph"].input_bytes,
-                "kernels": r["graph"].by_type(),
-                "weight_bytes": r["graph"].weight_bytes,
-                "predicted_ms": pred.predict_graph(r["graph"], strict=False).p50_ms,
+                "input_bytes": g.input_bytes,
+                "kernels": g.by_type(),
+                "weight_bytes": g.weight_bytes,
+                "predicted_ms": pred.predict_graph(g, strict=False).p50_ms,
                 "fitted": r.get("p50_spread", 0.0) <= max_spread,
             }
-            for r in all_rows
+            for r, g in zip(all_rows, graphs_of(all_rows, block), strict=True)
         ]
         return pred
 
     @classmethod
     def _from_coef(
-        cls, types: list[str], coef: np.ndarray, cache_mb: float, device: dict[str, Any], target: str
+        cls,
+        types: list[str],
+        coef: np.ndarray,
+        cache_mb: float,
+        device: dict[str, Any],
+        target: str,
+        channel_block: int = 1,
     ) -> LatencyPredictor:
         table = {}
         for i, t in enumerate(types):
@@ -247,11 +271,12 @@ class LatencyPredictor:
             ms_per_mb_beyond_cache=float(coef[2]),
             target=target,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            channel_block=channel_block,
         )
 
     def _with(self, types: list[str], coef: np.ndarray, cache_mb: float) -> LatencyPredictor:
         """A predictor with other coefficients (leave-one-out refits)."""
-        return LatencyPredictor._from_coef(types, coef, cache_mb, self.device, self.target)
+        return LatencyPredictor._from_coef(types, coef, cache_mb, self.device, self.target, self.channel_block)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -261,7 +286,9 @@ class LatencyPredictor:
             "created": self.created,
             "device": self.device,
             "model": "overhead + input_ms_per_mb*MB(input) + ms_per_mb_beyond_cache*max(0, MB(weights) - cache_mb) "
-            "+ sum over kernels of count_ms[t] + ms_per_mmac[t]*MMACs + ms_per_mb[t]*MB",
+            "+ sum over kernels of count_ms[t] + ms_per_mmac[t]*MMACs + ms_per_mb[t]*MB "
+            "(MACs and MB with channels padded to channel_block)",
+            "channel_block": self.channel_block,
             "overhead_ms": self.overhead_ms,
             "input_ms_per_mb": self.input_ms_per_mb,
             "cache_mb": self.cache_mb,
@@ -306,6 +333,7 @@ class LatencyPredictor:
                 target=str(doc.get("target", "")),
                 created=str(doc.get("created", "")),
                 path=str(p),
+                channel_block=int(doc.get("channel_block", 1)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfilingError(f"latency predictor {p}: malformed ({type(exc).__name__}: {exc})", fix=fix) from exc
@@ -382,7 +410,7 @@ class LatencyPredictor:
 
     def predict(self, model_path: str | os.PathLike[str], batch: int = 1) -> Prediction:
         """Predicted batch-``batch`` p50 of an ONNX file on the device the table was measured on."""
-        return self.predict_graph(detect(model_path, batch), str(model_path))
+        return self.predict_graph(detect(model_path, batch, self.channel_block), str(model_path))
 
     def predict_module(self, model: Any, input_shape: tuple[int, ...]) -> Prediction:
         """Predicted latency of a PyTorch module (exported to a temporary ONNX file first)."""

@@ -25,12 +25,12 @@ def test_resnet_blocks_fuse_conv_add_relu_and_macs_match_pytorch(tmp_path: Path)
     types = [k.type.split(".")[0] for k in g.kernels]  # without the channel-alignment suffix
     # stem + 2 convs per block (3 blocks) + 2 shortcut 1x1 convs, then pool, flatten, fc
     assert types.count("conv3x3") == 7 and types.count("conv1x1") == 2
-    assert types[-3:] == ["pool", "reshape", "gemm"]
+    assert types[-3:] == ["gpool", "reshape", "gemm"]
     # the second conv of each block absorbs the residual Add and the ReLU: no standalone elementwise kernel
     assert "eltwise" not in types
     fused = [k for k in g.kernels if any(n.endswith("/Add") for n in k.nodes)]
     assert len(fused) == 3 and all(k.nodes[-1].endswith("Relu") for k in fused)
-    assert sum(k.macs for k in g.kernels if k.type != "pool") == count_macs(model, (1, 28, 28))
+    assert sum(k.macs for k in g.kernels if k.type != "gpool") == count_macs(model, (1, 28, 28))
     # widths 8 -> 16 -> 32: the 16-aligned convolutions read tensors written by 8-aligned ones, in another layout
     reorders = [k for k in g.kernels if k.type == "reorder"]
     assert reorders and all(k.nodes[0].endswith(":reorder") and k.bytes > 0 for k in reorders)
@@ -41,9 +41,54 @@ def test_depthwise_and_kernel_sizes_are_typed(tmp_path: Path) -> None:
     spec = {"in_channels": 3, "num_classes": 10, "layers": [["conv", 8, 5, 1], ["sep", 16, 3, 2], ["maxpool", 0, 0, 0]]}
     path = export_onnx(plain_stack(spec).eval(), torch.zeros(1, 3, 16, 16), tmp_path / "p.onnx")
     types = [k.type for k in detect(path).kernels]
-    assert types[:4] == ["conv5x5.a8", "dwconv.a8", "conv1x1.a8", "pool"]
+    assert types[:5] == ["conv5x5.a8", "dwconv.a8", "conv1x1.a8", "pool", "gpool"]
     dw = detect(path).kernels[1]
     assert dw.macs == 8 * 8 * 8 * 9  # 8 channels, 8x8 output (stride 2), 3x3 taps, one input channel per group
+
+
+def test_windowed_pool_counts_its_window(tmp_path: Path) -> None:
+    spec = {"in_channels": 3, "num_classes": 10, "layers": [["conv", 16, 3, 1], ["maxpool", 0, 0, 0]]}
+    path = export_onnx(plain_stack(spec).eval(), torch.zeros(1, 3, 16, 16), tmp_path / "p.onnx")
+    pool, gpool = (next(k for k in detect(path).kernels if k.type == t) for t in ("pool", "gpool"))
+    assert pool.out_shape == [1, 16, 8, 8] and pool.macs == 16 * 8 * 8 * 4  # every output reads a 2x2 window
+    assert gpool.macs == 16 * 8 * 8  # a global pool reads each input once
+
+
+def _ort_conv_weights(path: Path) -> list[list[int]]:
+    """Weight shapes of the convolutions ONNX Runtime runs after its graph optimisations (NCHWc on x86)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+    so.log_severity_level = 3
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    g = onnx.load(so.optimized_model_filepath).graph
+    dims = {i.name: list(i.dims) for i in g.initializer}
+    return [dims[n.input[1]] for n in g.node if n.op_type == "Conv"]
+
+
+def test_channel_block_counts_the_padded_work_onnx_runtime_runs(tmp_path: Path) -> None:
+    # 1 -> 20 (plain NCHW input, 20 outputs padded to 32), 20 -> 24 and 24 -> 40 (both sides padded)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 20, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(20, 24, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(24, 40, 1),
+    ).eval()  # fmt: skip
+    path = export_onnx(model, torch.zeros(1, 1, 8, 8), tmp_path / "m.onnx")
+    plain = detect(path)
+    padded = detect(path, channel_block=16)
+    assert [k.type for k in padded.kernels] == ["conv3x3.nchw", "conv3x3", "conv1x1"]
+    assert padded.kernels[0].macs == plain.kernels[0].macs * 32 / 20
+    assert padded.kernels[1].macs == 64 * 32 * 32 * 9 and padded.kernels[2].macs == 64 * 48 * 32
+    assert not [k for k in padded.kernels if k.type == "reorder"]  # all in the blocked layout
+    # the same padding as the weights ONNX Runtime's NCHWc transformer builds, where this host has AVX-512
+    ort_shapes = _ort_conv_weights(path)
+    if ort_shapes and ort_shapes[0][0] == 32:
+        assert ort_shapes == [[32, 1, 3, 3], [32, 32, 3, 3], [48, 32, 1, 1]]
+        expected_weights = sum(int(np.prod(s)) * 4 for s in ort_shapes)
+        assert padded.weight_bytes == expected_weights
+    with pytest.raises(ValueError, match="channel_block"):
+        detect(path, channel_block=0)
 
 
 def test_channel_alignment_suffix() -> None:

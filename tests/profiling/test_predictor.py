@@ -70,6 +70,39 @@ def test_fit_recovers_a_known_table_and_predicts_unseen_models(graphs: list[Grap
     assert pred.fit_quality["leave_one_out"]["within_10pct"] >= 0.9
 
 
+def test_the_channel_block_the_device_pads_to_is_chosen_and_saved(tmp_path: Path) -> None:
+    # a "device" that runs every convolution with its channels padded to 16 (ONNX Runtime's NCHWc on AVX-512):
+    # widths that are not multiples of 16 cost more than their MACs say; only the block-16 fit explains that
+    rng = random.Random(5)
+    specs = [
+        {
+            "kind": "resnet",
+            "in_channels": 1,
+            "num_classes": 10,
+            "size": rng.choice([8, 12, 16]),
+            "blocks": [rng.randint(1, 2) for _ in range(3)],
+            "widths": sorted(rng.choice([8, 12, 16, 20, 24, 40]) for _ in range(3)),
+            "kernel": 3,
+        }
+        for _ in range(24)
+    ]
+    paths = [export_spec(s, tmp_path / f"m{i}.onnx") for i, s in enumerate(specs)]
+    rows = []
+    for i, path in enumerate(paths):
+        graphs = {b: detect(path, channel_block=b) for b in (1, 8, 16)}
+        rows.append({"name": f"m{i}", "p50_ms": _true_ms(graphs[16]), "graphs": graphs})
+    pred = LatencyPredictor.from_measurements(rows[:18], {"where": "synthetic"}, ridge=0.0)
+    assert pred.channel_block == 16 and pred.fit_quality["channel_block"] == 16
+    by_block = pred.fit_quality["leave_one_out_median_by_channel_block"]
+    assert by_block["16"] < 0.01 < min(by_block["1"], by_block["8"])
+    out = tmp_path / "pad.predictor.json"
+    pred.save(out)
+    loaded = LatencyPredictor.load(out)
+    assert loaded.channel_block == 16
+    for path, row in zip(paths[18:], rows[18:], strict=True):  # unseen models, detected at the saved block
+        assert loaded.predict(path).p50_ms == pytest.approx(row["p50_ms"], rel=0.02)
+
+
 def test_unstable_measurements_are_kept_but_not_fitted(graphs: list[Graph]) -> None:
     rows = [{"name": f"m{i}", "p50_ms": _true_ms(g), "p50_spread": 0.01, "graph": g} for i, g in enumerate(graphs)]
     rows[0]["p50_ms"] *= 5  # a measurement disturbed by another process
