@@ -252,9 +252,7 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1, chan
     return Graph(kernels, input_bytes)
 
 
-def _pool_features(
-    n: onnx.NodeProto, shapes: dict[str, tuple[list[int], int]], ins: list[str]
-) -> tuple[str, float]:
+def _pool_features(n: onnx.NodeProto, shapes: dict[str, tuple[list[int], int]], ins: list[str]) -> tuple[str, float]:
     """(type key, operations) of a pooling node: a windowed pool (``pool``) reads its window for every output
     element; a global pool or mean (``gpool``) reads every input element once."""
     if n.op_type in ("MaxPool", "AveragePool"):

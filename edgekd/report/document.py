@@ -361,6 +361,7 @@ def _search(s: dict[str, Any]) -> Section:
     )
     history = s.get("history") or s.get("pareto") or []
     chosen = s.get("chosen") or {}
+
     def key(p: dict[str, Any]) -> tuple[Any, ...]:  # any search space: its label, else the ResNet genes (v1 files)
         if "label" in p:
             return (p["label"],)
