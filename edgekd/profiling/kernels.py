@@ -8,10 +8,12 @@ multiply-accumulates and the bytes it reads and writes (inputs, output, weights,
 
 Channel blocks: runtimes with blocked layouts pad channel counts to their block (ONNX Runtime's NCHWc kernels on
 an AVX-512 host run a 24-channel convolution as a 32-channel one; a first convolution with fewer input channels
-than the block reads plain NCHW). ``detect(..., channel_block=B)`` counts the MACs and weights of that padded work
-and keys convolutions by algorithm (``conv3x3``, or ``conv3x3.nchw`` for the plain-input path) instead of by
-alignment; ``channel_block=1`` (no padding) keys them by alignment (``.a16``/``.a8``). The latency predictor fits
-each candidate block and keeps the one its device's measurements agree with best.
+than the block reads plain NCHW; input channels that are not a multiple of 4, e.g. 18 or 107, keep the generic
+unblocked convolution, which for a depthwise one is many times slower). ``detect(..., channel_block=B)`` counts
+the MACs and weights of that padded work and keys convolutions by algorithm (``conv3x3``, ``conv3x3.nchw`` for the
+plain-input path, ``conv3x3.plain`` / ``dwconv.plain`` for the generic one) instead of by alignment;
+``channel_block=1`` (no padding) keys them by alignment (``.a16``/``.a8``). The latency predictor fits each
+candidate block and keeps the one its device's measurements agree with best.
 
 Quantized (QDQ) graphs: a kernel whose data input comes from ``DequantizeLinear`` gets a ``q`` prefix
 (``qconv3x3``); the Q/DQ pairs themselves are not kernels (runtimes fold them into QLinear kernels), except a
@@ -221,9 +223,11 @@ def detect(model: str | os.PathLike[str] | onnx.ModelProto, batch: int = 1, chan
                 out = nxt.output[0]
             t_type, macs, wbytes = _dense_features(n, shapes, inits, out, channel_block)
             if op == "Conv" and channel_block > 1:
-                # every convolution writes the blocked layout; the plain-input path reads NCHW
-                reorders([n.input[0]], "plain" if t_type.endswith(".nchw") else "blocked", key)
-                layout[out] = "blocked"
+                # blocked convolutions write the blocked layout; the plain-input path reads NCHW; the generic one
+                # reads and writes NCHW
+                generic = t_type.endswith(".plain")
+                reorders([n.input[0]], "plain" if generic or t_type.endswith(".nchw") else "blocked", key)
+                layout[out] = "plain" if generic else "blocked"
             elif op == "Conv":
                 want = "blocked" if t_type.endswith(".a16") else "plain"
                 adds = [m for m in g.node if m.op_type == "Add" and (m.name or m.output[0]) in covered[1:]]
@@ -299,12 +303,15 @@ def _dense_features(
             key = f"conv{k}x{k}" if k in CONV_SIZES else "convkxk"
         if channel_block > 1 and n.op_type == "Conv" and cout and (group == 1 or depthwise):
             b = channel_block
-            if depthwise:  # every channel padded
-                scale = _pad(cout, b) / cout
-            else:  # the plain-input path (cin < block) reads cin channels as they are
-                plain = cin < b
-                key += ".nchw" if plain else ""
-                scale = (_pad(cout, b) / cout) * (1.0 if plain else _pad(cin, b) / cin)
+            if depthwise:  # blocked when the channels are a multiple of 4, then every channel is padded
+                plain, scale = cout % 4 != 0, _pad(cout, b) / cout
+            elif cin < b:  # the plain-input path reads cin channels as they are
+                plain, scale = False, _pad(cout, b) / cout
+                key += ".nchw"
+            else:  # blocked when the input channels are a multiple of 4, then both sides are padded
+                plain, scale = cin % 4 != 0, (_pad(cout, b) / cout) * (_pad(cin, b) / cin)
+            if plain:  # the runtime's generic (unblocked) convolution, unpadded
+                key, scale = key + ".plain", 1.0
             return key, float(round(macs * scale)), float(round(w_bytes * scale))
         return key + _alignment(cin, cout, group), float(macs), float(w_bytes)
     # Gemm / MatMul: output elements times the reduced dimension

@@ -64,7 +64,7 @@ def _ort_conv_weights(path: Path) -> list[list[int]]:
     ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     g = onnx.load(so.optimized_model_filepath).graph
     dims = {i.name: list(i.dims) for i in g.initializer}
-    return [dims[n.input[1]] for n in g.node if n.op_type == "Conv"]
+    return [dims[n.input[1]] for n in g.node if n.op_type in ("Conv", "FusedConv")]
 
 
 def test_channel_block_counts_the_padded_work_onnx_runtime_runs(tmp_path: Path) -> None:
@@ -89,6 +89,22 @@ def test_channel_block_counts_the_padded_work_onnx_runtime_runs(tmp_path: Path) 
         assert padded.weight_bytes == expected_weights
     with pytest.raises(ValueError, match="channel_block"):
         detect(path, channel_block=0)
+
+
+def test_channels_not_a_multiple_of_4_keep_the_generic_convolution(tmp_path: Path) -> None:
+    # 16 -> 18 is blocked (outputs padded to 32); 18 -> 18 depthwise and 18 -> 32 read 18 channels: generic path
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(16, 18, 1), torch.nn.ReLU(),
+        torch.nn.Conv2d(18, 18, 3, padding=1, groups=18), torch.nn.ReLU(),
+        torch.nn.Conv2d(18, 32, 3, padding=1),
+    ).eval()  # fmt: skip
+    path = export_onnx(model, torch.zeros(1, 16, 8, 8), tmp_path / "m.onnx")
+    kernels = detect(path, channel_block=16).kernels
+    assert [k.type for k in kernels] == ["conv1x1", "reorder", "dwconv.plain", "conv3x3.plain"]
+    assert kernels[0].macs == 64 * 32 * 16 and kernels[3].macs == 64 * 32 * 18 * 9  # the generic one is unpadded
+    ort_shapes = _ort_conv_weights(path)
+    if ort_shapes and ort_shapes[0][0] == 32:  # ONNX Runtime agrees where it uses 16-channel blocks
+        assert ort_shapes == [[32, 16, 1, 1], [18, 1, 3, 3], [32, 18, 3, 3]]
 
 
 def test_channel_alignment_suffix() -> None:
