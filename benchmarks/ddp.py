@@ -39,9 +39,12 @@ def main() -> None:
         t0 = time.perf_counter()
         res = edgekd.compile(CONFIG, out=args.out, overrides=overrides, nproc=nproc, use_cache=False, quiet=True)
         d = res.metrics["distill"]
+        events = [json.loads(line) for line in (res.run_dir / "events.jsonl").read_text().splitlines() if line]
+        pass_s = next(e["seconds"] for e in events if e.get("event") == "pass_end" and e.get("pass_") == "distill")
         results[f"nproc_{nproc}"] = {
             "compile_wall_seconds": round(time.perf_counter() - t0, 1),
-            "distill_seconds": d["seconds"],
+            "distill_pass_seconds": pass_s,
+            "training_loop_seconds_rank0": d["seconds"],
             "test_accuracy": d["test_accuracy"],
             "distributed": d.get("distributed"),
         }
@@ -53,7 +56,14 @@ def main() -> None:
         "train_images": args.train,
         "epochs": args.epochs,
         "results": results,
-        "speedup_2_over_1": results["nproc_1"]["distill_seconds"] / results["nproc_2"]["distill_seconds"],
+        "speedup_2_over_1": {
+            "distill_pass": results["nproc_1"]["distill_pass_seconds"] / results["nproc_2"]["distill_pass_seconds"],
+            "training_loop": results["nproc_1"]["training_loop_seconds_rank0"]
+            / results["nproc_2"]["training_loop_seconds_rank0"],
+        },
+        "what": "distill_pass: the whole pass as the user waits for it (for nproc 2: launching torchrun, each rank "
+        "loading the teacher and computing its logits, training, gathering); training_loop: rank 0's epochs only "
+        "(each rank trains on half the images and all-reduces gradients every step)",
     }
     atomic_write_bytes(OUT, (json.dumps(doc, indent=2) + "\n").encode())
 
