@@ -117,6 +117,14 @@ def main() -> None:
     if not args.only:
         for frac in (0.1, 0.3, 1.0):
             for name in ("ce_only", "kd"):
+                if frac == 1.0:  # all the images: the same runs (config, seeds) as the objective rows above
+                    obj = results["objectives"][name]
+                    results["fractions"][f"{name}@{frac}"] = {
+                        "test_accuracy": obj["test_accuracy"],
+                        "train_samples": args.train,
+                        "same_runs_as": f"objectives.{name}",
+                    }
+                    continue
                 runs = [run({**base, **OBJECTIVES[name], "fraction": frac}, args.train, s, args.out) for s in seeds]
                 acc = summary([r["test_accuracy"] for r in runs])
                 n_train = runs[0]["train_samples"]

@@ -81,12 +81,19 @@ def _l1_selection(student: nn.Module, teacher: nn.Module, example: torch.Tensor)
     s_modules = dict(student.named_modules())
     t_names = {m: n for n, m in teacher.named_modules()}
     was = teacher.training
+    # DepGraph traces the autograd graph: a frozen teacher (the distill pass freezes it) records none
+    frozen = [p for p in teacher.parameters() if not p.requires_grad]
     try:
-        with torch.enable_grad():  # DepGraph traces the autograd graph
+        with torch.enable_grad():
+            for p in frozen:
+                p.requires_grad_(True)
             dg = tp.DependencyGraph().build_dependency(teacher, example_inputs=example[:1])
     except Exception as exc:  # a graph torch-pruning cannot trace: fall back, but say why
         return {}, f"first-channels (dependency graph failed: {type(exc).__name__})"
     finally:
+        for p in frozen:
+            p.requires_grad_(False)
+        teacher.zero_grad(set_to_none=True)
         teacher.train(was)
     importance = tp.importance.GroupMagnitudeImportance(p=1)
     selection: Selection = {}
@@ -100,7 +107,10 @@ def _l1_selection(student: nn.Module, teacher: nn.Module, example: torch.Tensor)
         if s_out >= t_out:
             continue
         prune_out = tp.prune_conv_out_channels if isinstance(t_mod, nn.Conv2d) else tp.prune_linear_out_channels
-        group = dg.get_pruning_group(t_mod, prune_out, idxs=list(range(t_out)))
+        try:
+            group = dg.get_pruning_group(t_mod, prune_out, idxs=list(range(t_out)))
+        except ValueError:  # a layer the trace did not reach (unused in forward): first channels
+            continue
         scores = importance(group)
         if scores is None or len(scores) != t_out:
             continue

@@ -46,6 +46,23 @@ def test_l1_groups_keep_the_live_channels_and_the_function() -> None:
     torch.testing.assert_close(student(x), teacher(x), rtol=1e-4, atol=1e-4)
 
 
+def test_a_frozen_teacher_still_gets_l1_groups_and_stays_frozen() -> None:
+    # the distill pass freezes the teacher (requires_grad False) before inheriting: DepGraph must still trace it
+    g = torch.Generator().manual_seed(2)
+    live = {n: torch.sort(torch.randperm(n, generator=g)[: n // 2]).values for n in (8, 16, 32)}
+    teacher = _teacher_with_dead_channels(live)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = zoo.build("resnet", {**TINY_TEACHER, "width": 4}).eval()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():  # as inside the pass
+        counts = inherit(student, teacher, x)
+    assert counts["channels"] == "l1-groups"
+    assert torch.equal(student.stem[0].weight, teacher.stem[0].weight[live[8]])
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+
+
 def test_first_channels_without_an_example_batch() -> None:
     live = {8: torch.tensor([4, 5, 6, 7]), 16: torch.arange(8, 16), 32: torch.arange(16, 32)}
     teacher = _teacher_with_dead_channels(live)

@@ -116,6 +116,16 @@ def test_inherit_copies_every_tensor_of_an_identical_student(tmp_path: Path) -> 
     assert inherited["random"] == 0 and inherited["sliced"] == 0 and inherited["copied"] > 20
 
 
+def test_inherit_in_the_pass_ranks_channel_groups_of_the_frozen_teacher(tmp_path: Path) -> None:
+    # a narrower student: the pass freezes the teacher first, and the L1 ranking must still trace it
+    distill = {"epochs": 1, "init": "inherit", "loss": {"kd": 1.0}, "optimizer": {"lr": 1e-9}, "augment": False}
+    cfg = tiny_config(tmp_path, passes=[{"distill": distill}])
+    cfg["student"] = {"arch": "resnet", "params": {**TINY_TEACHER, "width": TINY_TEACHER["width"] // 2}}
+    res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
+    inherited = res.metrics["distill"]["inherited"]
+    assert inherited["channels"] == "l1-groups" and inherited["sliced"] > 10 and inherited["random"] == 0
+
+
 def test_inherited_identical_student_computes_the_teacher_function() -> None:
     from edgekd import zoo
     from edgekd.kd.inherit import inherit
