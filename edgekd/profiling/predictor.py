@@ -351,9 +351,12 @@ class LatencyPredictor:
     def _substitute(self, t: str) -> str | None:
         """The measured kernel type that predicts ``t``: itself; else the same operation at another channel
         alignment (nearest first); for a convolution of an unmeasured kernel size, the measured size nearest to it
-        (ties: the larger). An INT8 kernel is never predicted from an fp32 one."""
+        (ties: the larger); a global pool from a table that has only ``pool`` (files from before ``gpool``). An
+        INT8 kernel is never predicted from an fp32 one."""
         if t in self.types:
             return t
+        if t == "gpool" and "pool" in self.types:  # tables built before global pools had their own type
+            return "pool"
         base, _, align = t.partition(".")
         order = {"a16": ["a16", "a8", ""], "a8": ["a8", "a16", ""], "": ["", "a8", "a16"]}.get(align, [align, ""])
         for a in order:

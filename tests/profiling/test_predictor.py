@@ -130,19 +130,28 @@ def test_save_load_round_trip_and_per_layer(graphs: list[Graph], tmp_path: Path)
 
 def test_unmeasured_kernel_types_use_the_nearest_measured_one() -> None:
     coef = {"count_ms": 0.001, "ms_per_mmac": 0.02, "ms_per_mb": 0.05}
-    pred = LatencyPredictor({"conv3x3": coef, "conv7x7.a8": coef, "conv1x1.a16": coef}, 0.0, 0.0, {})
+    pool = {"count_ms": 0.002, "ms_per_mmac": 0.0, "ms_per_mb": 0.0}
+    pred = LatencyPredictor({"conv3x3": coef, "conv7x7.a8": coef, "conv1x1.a16": coef, "pool": pool}, 0.0, 0.0, {})
     graph = Graph(
         [
             Kernel("conv9x9.a16", ["a"], 1e6, 1e4, []),  # nearest measured size 7, nearest alignment a8
             Kernel("conv5x5", ["b"], 1e6, 1e4, []),  # sizes 3 and 7 tie: the larger
             Kernel("conv3x3.a16", ["c"], 1e6, 1e4, []),  # same size, other alignment
+            Kernel("conv3x3.plain", ["d"], 1e6, 1e4, []),  # another algorithm of a channel-block table
             Kernel("reorder", ["r"], 0.0, 1e4, []),  # a layout change the table never saw: free
+            Kernel("gpool", ["g"], 1e3, 1e3, []),  # a table from before global pools had their own type
         ],
         0.0,
     )
     p = pred.predict_graph(graph)
-    assert p.substituted == {"conv9x9.a16": "conv7x7.a8", "conv5x5": "conv7x7.a8", "conv3x3.a16": "conv3x3"}
-    assert p.p50_ms == pytest.approx(3 * (0.001 + 0.02 + 0.05 * 0.01))
+    assert p.substituted == {
+        "conv9x9.a16": "conv7x7.a8",
+        "conv5x5": "conv7x7.a8",
+        "conv3x3.a16": "conv3x3",
+        "conv3x3.plain": "conv3x3",
+        "gpool": "pool",
+    }
+    assert p.p50_ms == pytest.approx(4 * (0.001 + 0.02 + 0.05 * 0.01) + 0.002)
     with pytest.raises(ProfilingError, match=r"no measurements for kernel type\(s\) qconv3x3") as err:
         pred.predict_graph(Graph([Kernel("qconv3x3", ["q"], 1e6, 1e4, [])], 0.0))
     assert "--build-predictor" in (err.value.fix or "")
