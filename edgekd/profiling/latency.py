@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import ProfilingError
+from edgekd.profiling.proc import communicate
 
 RUNNER = Path(__file__).with_name("runner.py")
 
@@ -99,42 +99,19 @@ def measure(
             f"cannot start the latency runner for {names}: {exc}", fix=f"check {sys.executable}"
         ) from exc
 
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                msg = None
-            if isinstance(msg, dict) and "progress" in msg:
-                if on_progress is not None:
-                    on_progress(int(msg["progress"]), int(msg["total"]))
-            elif line.strip():
-                tail.append(line.rstrip())
+    def on_line(line: str) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if isinstance(msg, dict) and "progress" in msg:
+            if on_progress is not None:
+                on_progress(int(msg["progress"]), int(msg["total"]))
+        elif line.strip():
+            tail.append(line.rstrip())
 
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        proc.kill()
-
-    timer = threading.Timer(timeout, kill) if timeout else None
-    if timer is not None:
-        timer.start()
-    try:
-        assert proc.stdout is not None
-        stdout = proc.stdout.read()
-        proc.wait()
-        reader.join()
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if timed_out.is_set():
+    stdout, timed_out = communicate(proc, timeout, on_line)
+    if timed_out:
         raise ProfilingError(
             f"latency measurement of {names} took longer than {timeout:g} s",
             fix="lower profile.runs / profile.warmup, or raise the timeout",

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from edgekd.config import DeviceSpec
 from edgekd.errors import DeviceError, DeviceUnreachable
+from edgekd.profiling.proc import communicate
 
 #: ssh's own exit status for "could not connect / authenticate" (a remote command's status is passed through)
 SSH_FAILURE = 255
@@ -234,39 +235,14 @@ def _ssh_path(p: Path) -> str:
 def _stream(
     proc: subprocess.Popen[str], timeout: float | None, on_line: Callable[[str], None], address: str, remote: str
 ) -> Result:
-    import threading
-
     err_lines: list[str] = []
 
-    def read_err() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            err_lines.append(line)
-            on_line(line)
+    def keep(line: str) -> None:
+        err_lines.append(line)
+        on_line(line)
 
-    reader = threading.Thread(target=read_err, daemon=True)
-    reader.start()
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        proc.kill()
-
-    timer = threading.Timer(timeout, kill) if timeout else None
-    if timer is not None:
-        timer.start()
-    try:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        proc.wait()
-        reader.join()
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if timed_out.is_set():
+    out, timed_out = communicate(proc, timeout, keep)
+    if timed_out:
         raise DeviceError(
             f"device {address}: command took longer than {timeout:g} s: {_short(remote)}",
             fix="lower profile.runs / profile.warmup in the target, or raise device.run_timeout_s",
