@@ -232,7 +232,9 @@ def main() -> None:
             "recovery_per_step": recovery if not args.quick else "1 epoch",
             "qat": qat if not args.quick else "1 epoch",
             "guard": "off for the sweep",
-            "note": "epochs kept modest for 2 shared CPU cores; teacher logits cached (no augmentation)",
+            "note": "--chain: the recipe given on the command line; teacher logits cached (no augmentation)"
+            if args.chain
+            else "epochs kept modest for 2 shared CPU cores; teacher logits cached (no augmentation)",
         },
         "rows": results,
         "goals": goals,
