@@ -32,6 +32,7 @@ from torch import nn
 
 from edgekd.artifacts import atomic_writer
 from edgekd.errors import BackendUnavailable, ExportError
+from edgekd.optional import require
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_METHODS = ("pt2e", "ai-edge-quantizer")
@@ -42,21 +43,13 @@ PIP = "pip install 'edgekd[tflite]'  (litert-torch, ai-edge-litert, ai-edge-quan
 def import_litert_torch() -> Any:
     """``litert_torch``, or a BackendUnavailable naming the extra to install."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    try:
-        import litert_torch
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"the target asks for TFLite (LiteRT) artifacts, but litert-torch is not installed ({exc})", fix=PIP
-        ) from exc
-    return litert_torch
+    return require(
+        "litert_torch", "the target asks for TFLite (LiteRT) artifacts, but litert-torch is not installed", PIP
+    )
 
 
 def import_quantizer() -> Any:
-    try:
-        from ai_edge_quantizer import quantizer
-    except ImportError as exc:
-        raise BackendUnavailable(f"ai-edge-quantizer is not installed ({exc})", fix=PIP) from exc
-    return quantizer
+    return require("ai_edge_quantizer.quantizer", "ai-edge-quantizer is not installed", PIP)
 
 
 @contextlib.contextmanager

@@ -15,20 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import BackendUnavailable, ExportError
+from edgekd.errors import ExportError
+from edgekd.optional import require
 
 PIP = "pip install 'edgekd[tflite]'  (or ai-edge-litert alone to run .tflite files)"
 DELEGATES = ("xnnpack", "none")
 
 
 def import_interpreter() -> Any:
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"ai-edge-litert is not installed, so .tflite files cannot run here ({exc})", fix=PIP
-        ) from exc
-    return interpreter
+    return require(
+        "ai_edge_litert.interpreter", "ai-edge-litert is not installed, so .tflite files cannot run here", PIP
+    )
 
 
 def signature_io(path: str | os.PathLike[str]) -> tuple[str, list[str]]:

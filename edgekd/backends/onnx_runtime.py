@@ -8,19 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import BackendUnavailable, ExportError
+from edgekd.errors import ExportError
+from edgekd.optional import require
 
 _PIP = "pip install onnxruntime"
 
 
 def _import_ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"onnxruntime is not installed, so ONNX models cannot run here ({exc})", fix=_PIP
-        ) from exc
-    return onnxruntime
+    return require("onnxruntime", "onnxruntime is not installed, so ONNX models cannot run here", _PIP)
 
 
 class OrtModel:

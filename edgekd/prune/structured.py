@@ -14,20 +14,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from edgekd.errors import BackendUnavailable, ConfigError
+from edgekd.errors import ConfigError
+from edgekd.optional import require
 
 Importance = Literal["l1", "l2", "taylor", "bn_scale"]
 _PIP = "pip install -c constraints.txt torch-pruning==1.6.1"
 
 
 def _tp() -> Any:
-    try:
-        import torch_pruning
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"the prune pass needs torch-pruning, which is not importable ({exc})", fix=_PIP
-        ) from exc
-    return torch_pruning
+    return require("torch_pruning", "the prune pass needs torch-pruning, which is not importable", _PIP)
 
 
 def _importance(tp: Any, name: Importance) -> Any:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgekd.artifacts import atomic_writer
-from edgekd.errors import BackendUnavailable, DataError, ExportError
+from edgekd.errors import DataError, ExportError
+from edgekd.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,7 @@ _PIP = "pip install onnxruntime"
 
 
 def _ort_quant() -> Any:
-    try:
-        from onnxruntime import quantization
-    except ImportError as exc:
-        raise BackendUnavailable(f"onnxruntime.quantization is not importable ({exc})", fix=_PIP) from exc
-    return quantization
+    return require("onnxruntime.quantization", "onnxruntime.quantization is not importable", _PIP)
 
 
 class ArrayCalibrationReader:
