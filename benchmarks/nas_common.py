@@ -28,7 +28,7 @@ from edgekd.config import CalibrationConfig, DataConfig  # noqa: E402
 from edgekd.data import load_data  # noqa: E402
 from edgekd.data.dataset import DataBundle  # noqa: E402
 from edgekd.kd.objective import Recipe, fit  # noqa: E402
-from edgekd.kd.train import TrainSettings, accuracy, predict  # noqa: E402
+from edgekd.kd.train import accuracy, predict  # noqa: E402
 from edgekd.models import count_macs, count_params, load_weights  # noqa: E402
 from edgekd.passes.distill import DistillConfig  # noqa: E402
 
@@ -71,21 +71,7 @@ def teacher_logits(t: torch.nn.Module, data: DataBundle, cache: Path) -> torch.T
 
 def recipe(mode: str, seed: int, epochs: int | None = None) -> Recipe:
     cfg = DistillConfig.model_validate({**RECIPE, "loss": LOSSES[mode], **({"epochs": epochs} if epochs else {})})
-    return Recipe(
-        loss=cfg.loss,
-        labels="given",
-        augment=False,
-        settings=TrainSettings(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.optimizer.lr,
-            momentum=cfg.optimizer.momentum,
-            weight_decay=cfg.optimizer.weight_decay,
-            schedule=cfg.schedule,
-            augment=False,
-            seed=seed,
-        ),
-    )
+    return cfg.recipe(seed, "given")
 
 
 def build(arch: str, params: dict[str, Any], seed: int) -> torch.nn.Module:

@@ -100,6 +100,26 @@ class DistillConfig(Strict):
     seed: int | None = None
     threads: int | None = Field(default=None, ge=1)
 
+    def recipe(self, seed: int, labels: str) -> Recipe:
+        """The training recipe these settings describe, with the compile's ``seed`` and the resolved ``labels``."""
+        return Recipe(
+            loss=self.loss,
+            labels=labels,
+            augment=self.augment,
+            settings=TrainSettings(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.optimizer.lr,
+                momentum=self.optimizer.momentum,
+                weight_decay=self.optimizer.weight_decay,
+                schedule=self.schedule,
+                augment=self.augment,
+                seed=seed,
+                threads=self.threads,
+                patience=self.early_stop,
+            ),
+        )
+
     @field_validator("loss")
     @classmethod
     def _loss_terms(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -173,23 +193,7 @@ class Distill(Pass):
             keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * fraction))]
             train_split = Split(train_split.x[keep], train_split.y[keep])
 
-        recipe = Recipe(
-            loss=c.loss,
-            labels=labels,
-            augment=c.augment,
-            settings=TrainSettings(
-                epochs=c.epochs,
-                batch_size=c.batch_size,
-                lr=c.optimizer.lr,
-                momentum=c.optimizer.momentum,
-                weight_decay=c.optimizer.weight_decay,
-                schedule=c.schedule,
-                augment=c.augment,
-                seed=seed,
-                threads=c.threads,
-                patience=c.early_stop,
-            ),
-        )
+        recipe = c.recipe(seed, labels)
         if c.nproc > 1:
             assert ctx.student_spec is not None
             state, history, agreement = fit_distributed(
