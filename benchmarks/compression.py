@@ -70,21 +70,16 @@ PRUNE = {"steps": 2, "importance": "l2", "round_to": 4}
 
 
 def variants(quick: bool) -> dict[str, list[dict[str, Any]]]:
-    prune = dict(PRUNE, recovery=dict(RECOVERY))
     qat = dict(QAT, epochs=1 if quick else QAT["epochs"])
-    rows: dict[str, list[dict[str, Any]]] = {"student_fp32": []}
+    chain = chain_variants(0.3, dict(RECOVERY), qat)
+    rows: dict[str, list[dict[str, Any]]] = {"student_fp32": chain.pop("student_fp32")}
+    prune = dict(PRUNE, recovery=dict(RECOVERY))
     for r in (0.3, 0.5, 0.7):
         rows[f"prune{int(r * 100)}_kd"] = [{"prune": dict(prune, ratio=r)}]
         rows[f"prune{int(r * 100)}_no_recovery"] = [
             {"prune": dict(prune, ratio=r, recovery={"epochs": 0, "fraction": FRACTION})}
         ]
-    rows["ptq_int8"] = [{"quantize": {"precision": "int8", "method": "ptq"}}]
-    rows["qat_kd_int8"] = [{"quantize": {"precision": "int8", "method": "qat", "qat": qat}}]
-    rows["prune30_qat_kd_int8"] = [
-        {"prune": dict(prune, ratio=0.3)},
-        {"quantize": {"precision": "int8", "method": "qat", "qat": qat}},
-    ]
-    return rows
+    return rows | chain  # then PTQ, QAT-KD and prune 30 % + QAT-KD INT8
 
 
 def chain_variants(ratio: float, recovery: dict[str, Any], qat: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
