@@ -157,28 +157,19 @@ def check(a: argparse.Namespace) -> int:
         paths = [p for _, p in models]
         predicted = [pred.predict(p).p50_ms for p in paths]
         measured, spread, device = measure_files(target, paths, a.repeats, runs=a.runs, clock=clock)
-    rows = [
-        {"model": n, "measured_p50_ms": m, "predicted_ms": p, "rel_error": (p - m) / m, "measurement_spread": sp}
-        for (n, _), m, p, sp in zip(models, measured, predicted, spread, strict=True)
-    ]
-    err = np.asarray([r["rel_error"] for r in rows])
-    summary = {}
-    for family in ("resnet", "mobilenet"):
-        fe = np.abs([r["rel_error"] for r in rows if r["model"].startswith(f"fresh {family} ")])
-        summary[family] = {"models": len(fe), "within_10pct": float((fe <= 0.10).mean()), "median_abs_rel_error":
-                           float(np.median(fe)), "max_abs_rel_error": float(fe.max())}  # fmt: skip
+    rows = _rows([n for n, _ in models], measured, predicted, spread)
+    summary = {
+        family: _errors([r["rel_error"] for r in rows if r["model"].startswith(f"fresh {family} ")])
+        for family in ("resnet", "mobilenet")
+    }
     doc = json.loads(Path(a.out).read_text()) if Path(a.out).is_file() else {}
     doc.setdefault("fresh_check", {})[clock] = {
         "command": "python benchmarks/predictor.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "predictor": {"file": Path(a.check).name, "created": pred.created, "channel_block": pred.channel_block},
         "device": device,
-        "models": len(rows),
-        "within_10pct": float((np.abs(err) <= 0.10).mean()),
-        "median_abs_rel_error": float(np.median(np.abs(err))),
-        "p90_abs_rel_error": float(np.percentile(np.abs(err), 90)),
+        **_errors([r["rel_error"] for r in rows]),
         "by_family": summary,
-        "error_histogram": _histogram(err),
         "rows": rows,
     }
     Path(a.out).write_text(json.dumps(doc, indent=2) + "\n")
@@ -213,19 +204,7 @@ def evaluate(target, calib_specs, calib_paths, held, held_paths, a, clock: str) 
     t1 = time.perf_counter()
     predicted = [pred.predict(p).p50_ms for p in held_paths]
     measured, spread, device = measure_files(target, held_paths, a.repeats, runs=a.runs, clock=clock)
-    rows = []
-    for s, m, p, sp in zip(held, measured, predicted, spread, strict=True):
-        rows.append(
-            {
-                "model": s["name"],
-                "measured_p50_ms": m,
-                "predicted_ms": p,
-                "rel_error": (p - m) / m,
-                "measurement_spread": sp,
-            }
-        )
-    err = np.asarray([r["rel_error"] for r in rows])
-    ae = np.abs(err)
+    rows = _rows([s["name"] for s in held], measured, predicted, spread)
     return {
         "clock": clock,
         "device": device,
@@ -239,15 +218,7 @@ def evaluate(target, calib_specs, calib_paths, held, held_paths, a, clock: str) 
             "ms_per_mb_beyond_cache": pred.ms_per_mb_beyond_cache,
         },
         "held_out": {
-            "models": len(rows),
-            "within_10pct": float((ae <= 0.10).mean()),
-            "within_5pct": float((ae <= 0.05).mean()),
-            "within_20pct": float((ae <= 0.20).mean()),
-            "median_abs_rel_error": float(np.median(ae)),
-            "mean_rel_error": float(err.mean()),
-            "p90_abs_rel_error": float(np.percentile(ae, 90)),
-            "max_abs_rel_error": float(ae.max()),
-            "error_histogram": _histogram(err),
+            **_errors([r["rel_error"] for r in rows]),
             "measurement_spread_median": float(statistics.median(spread)),
             "measurement_spread_p90": float(np.percentile(spread, 90)),
             "measure_seconds": round(time.perf_counter() - t1, 1),
@@ -310,6 +281,30 @@ def main() -> int:
         )
     print(f"-> {a.out}")
     return 0
+
+
+def _rows(names: list[str], measured: list[float], predicted: list[float], spread: list[float]) -> list[dict]:
+    return [
+        {"model": n, "measured_p50_ms": m, "predicted_ms": p, "rel_error": (p - m) / m, "measurement_spread": sp}
+        for n, m, p, sp in zip(names, measured, predicted, spread, strict=True)
+    ]
+
+
+def _errors(rel_errors: list[float]) -> dict:
+    """How many relative errors fall within 5/10/20 %, their median, mean, p90, max and histogram."""
+    err = np.asarray(rel_errors)
+    ae = np.abs(err)
+    return {
+        "models": len(err),
+        "within_10pct": float((ae <= 0.10).mean()),
+        "within_5pct": float((ae <= 0.05).mean()),
+        "within_20pct": float((ae <= 0.20).mean()),
+        "median_abs_rel_error": float(np.median(ae)),
+        "mean_rel_error": float(err.mean()),
+        "p90_abs_rel_error": float(np.percentile(ae, 90)),
+        "max_abs_rel_error": float(ae.max()),
+        "error_histogram": _histogram(err),
+    }
 
 
 def _histogram(err: np.ndarray) -> dict[str, int]:
