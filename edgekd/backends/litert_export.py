@@ -127,17 +127,13 @@ def unsupported_operator(message: str) -> str | None:
 def _conversion_error(
     exc: BaseException, model: nn.Module, example: torch.Tensor, path: Path, what: str, log: list[str]
 ) -> ExportError:
-    from edgekd.backends.onnx_export import layer_calling
+    from edgekd.backends.onnx_export import called_in, layer_calling
 
     message = " ".join(str(exc).split())
     op = unsupported_operator(message) or unsupported_operator("\n".join(log[-50:]))
     if op is not None:
         layer = layer_calling(model, example, op.replace(".", "::", 1) if op.startswith("aten.") else op)
-        where = (
-            ""
-            if layer is None
-            else (f" (called in layer '{layer}')" if layer else f" (called in {type(model).__name__}.forward)")
-        )
+        where = called_in(layer, type(model).__name__)
         return ExportError(
             f"cannot convert {type(model).__name__} to {path} ({what}): operator '{op}'{where} has no LiteRT lowering",
             fix=f"replace the layer that calls '{op}' with LiteRT-supported ops, keep this precision off "

@@ -71,16 +71,20 @@ def layer_calling(model: nn.Module, example: torch.Tensor, op: str) -> str | Non
     return found[0] if found else None
 
 
+def called_in(layer: str | None, model_name: str) -> str:
+    """Where an operator is called, for an error message: `` (called in layer 'x')``, `` (called in
+    Model.forward)`` for the top module (``layer`` ""), or nothing when unknown (``layer`` None)."""
+    if layer is None:
+        return ""
+    return f" (called in layer '{layer}')" if layer else f" (called in {model_name}.forward)"
+
+
 def _export_error(exc: BaseException, model_name: str, path: Path, opset: int, layer: str | None = None) -> ExportError:
     message = _ANSI.sub("", str(exc)).strip()
     op = unsupported_operator(message)
     if op is not None:
         other = "a lower opset (<= 17, legacy exporter)" if opset > LEGACY_MAX_OPSET else "opset 18+ (dynamo exporter)"
-        where = (
-            ""
-            if layer is None
-            else (f" (called in layer '{layer}')" if layer else f" (called in {model_name}.forward)")
-        )
+        where = called_in(layer, model_name)
         return ExportError(
             f"cannot export {model_name} to {path}: operator '{op}'{where} has no ONNX translation at opset {opset}",
             fix=f"try {other} via lower.opset in model.yaml, replace the layer that calls '{op}' with "
