@@ -40,16 +40,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-import edgekd  # noqa: E402
-from edgekd.artifacts import atomic_write_bytes  # noqa: E402
-from edgekd.backends.onnx_export import export_onnx  # noqa: E402
-from edgekd.config import read_yaml  # noqa: E402
-from edgekd.data.sources import FASHION_MNIST_SYSTEM  # noqa: E402
-from edgekd.evaluate import onnx_accuracy  # noqa: E402
-from edgekd.models import build, count_macs, count_params, load_weights  # noqa: E402
-from edgekd.profiling.latency import measure  # noqa: E402
+import edgekd
+from edgekd.backends.base import accuracy as onnx_accuracy
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.compiler.plan import load_model_config
+from edgekd.config.load import read_yaml
+from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.data.sources import FASHION_MNIST_SYSTEM
+from edgekd.latency.measure import measure
+from edgekd.models.build import build, load_weights
+from edgekd.models.count import count_macs, count_params
 
 EXAMPLE = ROOT / "examples" / "fashion-mnist"
 OUT = ROOT / "benchmarks" / "results" / "compression.json"
@@ -169,7 +171,7 @@ def main() -> None:
         )
 
     # teacher: exported once here, measured with the others
-    tcfg = edgekd.config.load_model_config(EXAMPLE / "model.yaml")
+    tcfg = load_model_config(EXAMPLE / "model.yaml")
     teacher = build(tcfg.teacher, "teacher")
     load_weights(teacher, EXAMPLE / "teacher.pt", "teacher")
     teacher.eval()

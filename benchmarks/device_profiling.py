@@ -1,7 +1,7 @@
 """Does latency measured through the SSH device path agree with the same measurement taken directly on the host?
 
 A real sshd on 127.0.0.1 acts as the device (same machine, so the true latencies are identical): every model is
-measured R times directly (edgekd.profiling.latency.measure) and R times through DeviceProfiler (copy over ssh,
+measured R times directly (edgekd.latency.measure.measure) and R times through DeviceProfiler (copy over ssh,
 runner.py run by the "device's" Python), alternating, and the medians of the p50s are compared. A ratio near 1.0
 means the device path adds no measurement bias; the wall time shows what the SSH round trips cost.
 
@@ -26,12 +26,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgekd import zoo  # noqa: E402
-from edgekd.backends.onnx_export import export_onnx  # noqa: E402
-from edgekd.config import parse_target  # noqa: E402
-from edgekd.profiling.device import DeviceProfiler  # noqa: E402
-from edgekd.profiling.latency import measure  # noqa: E402
-from tests.profiling.conftest import start_sshd  # noqa: E402
+from tests.profiling.conftest import start_sshd
+
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.config.target import parse_target
+from edgekd.latency.device import DeviceProfiler
+from edgekd.latency.measure import measure
+from edgekd.models import zoo
 
 MODELS = {
     "resnet8_w8": {"depth": 8, "width": 8},

@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import edgekd  # noqa: E402
-from edgekd.artifacts import atomic_write_bytes  # noqa: E402
-from edgekd.data.sources import FASHION_MNIST_SYSTEM  # noqa: E402
-from edgekd.profiling.latency import measure  # noqa: E402
+import edgekd
+from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.data.sources import FASHION_MNIST_SYSTEM
+from edgekd.latency.measure import measure
 
 CONFIG = ROOT / "examples" / "fashion-mnist" / "model.yaml"
 OUT = ROOT / "benchmarks" / "results" / "e2e_fashion_mnist.json"

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import edgekd  # noqa: E402
-from edgekd.artifacts import atomic_write_bytes  # noqa: E402
+import edgekd
+from edgekd.core.artifacts import atomic_write_bytes
 
 CONFIG = ROOT / "examples" / "fashion-mnist" / "model.yaml"
 OUT = ROOT / "benchmarks" / "results" / "kd_losses.json"

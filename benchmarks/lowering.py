@@ -37,15 +37,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.artifacts import atomic_write_bytes  # noqa: E402
-from edgekd.backends.litert_export import convert_tflite  # noqa: E402
-from edgekd.backends.litert_runtime import op_summary  # noqa: E402
-from edgekd.backends.onnx_export import export_onnx  # noqa: E402
-from edgekd.backends.parity import check_parity  # noqa: E402
-from edgekd.backends.runtimes import open_model  # noqa: E402
-from edgekd.backends.tensorrt import check_tensorrt_onnx, polygraphy_sanitize  # noqa: E402
-from edgekd.profiling.latency import measure  # noqa: E402
-from edgekd.quant.ort_static import quantize_static_onnx  # noqa: E402
+from edgekd.backends.base import open_model
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.backends.onnx.quantize import quantize_static_onnx
+from edgekd.backends.parity import check_parity
+from edgekd.backends.tensorrt.lower import check_tensorrt_onnx, polygraphy_sanitize
+from edgekd.backends.tflite.lower import convert_tflite
+from edgekd.backends.tflite.runtime import op_summary
+from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.latency.measure import measure
 
 OUT = ROOT / "benchmarks" / "results" / "lowering.json"
 EVAL_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble_deep_field", "colorwheel",
@@ -59,9 +59,9 @@ CALIB_CROPS = 3  # per photo: PT2E's histogram observers cost ~15 s per 224x224 
 
 def fmnist(run: Path | None) -> dict[str, Any]:
     """The distilled student of ``run``; without a run, the committed example teacher (a trained ResNet-20)."""
-    from edgekd.config import load_model_config
+    from edgekd.compiler.plan import load_model_config
     from edgekd.data import load_data
-    from edgekd.models import build, load_weights
+    from edgekd.models.build import build, load_weights
 
     if run is None:
         cfg = load_model_config(ROOT / "examples" / "fashion-mnist" / "model.yaml")

@@ -20,12 +20,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.artifacts import atomic_write_bytes  # noqa: E402
-from edgekd.backends.litert_runtime import LiteRTModel, op_summary  # noqa: E402
-from edgekd.config import load_model_config  # noqa: E402
-from edgekd.data import load_data  # noqa: E402
-from edgekd.models import build, load_weights  # noqa: E402
-from edgekd.profiling.latency import measure  # noqa: E402
+from edgekd.backends.tflite.runtime import LiteRTModel, op_summary
+from edgekd.compiler.plan import load_model_config
+from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.data import load_data
+from edgekd.latency.measure import measure
+from edgekd.models.build import build, load_weights
 
 OUT = ROOT / "benchmarks" / "results" / "lowering.json"
 

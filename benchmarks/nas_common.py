@@ -1,7 +1,7 @@
 """Shared by the student-search benchmarks (proxy_correlation, proxy_cost, search_e2e): the data, the
 example teacher, and the one short distillation recipe every candidate is trained with, cached on disk.
 
-The recipe is the distill pass's own code (``edgekd.kd.objective.fit`` with a validated
+The recipe is the distill pass's own code (``edgekd.train.objective.fit`` with a validated
 ``DistillConfig`` loss), with the example config's optimizer and KD loss; only the epochs and the
 number of training images are cut down. Every trained candidate is cached as one JSON file keyed by a
 hash of (architecture, loss, recipe, data, seed), so interrupted or repeated runs resume for free.
@@ -22,15 +22,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd import __version__, zoo  # noqa: E402
-from edgekd.artifacts import atomic_write_bytes  # noqa: E402
-from edgekd.config import CalibrationConfig, DataConfig  # noqa: E402
-from edgekd.data import load_data  # noqa: E402
-from edgekd.data.dataset import DataBundle  # noqa: E402
-from edgekd.kd.objective import Recipe, fit  # noqa: E402
-from edgekd.kd.train import accuracy, predict  # noqa: E402
-from edgekd.models import count_macs, count_params, load_weights  # noqa: E402
-from edgekd.passes.distill import DistillConfig  # noqa: E402
+from edgekd import __version__
+from edgekd.config.model import CalibrationConfig, DataConfig
+from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.data import load_data
+from edgekd.data.dataset import DataBundle
+from edgekd.models import zoo
+from edgekd.models.build import load_weights
+from edgekd.models.count import count_macs, count_params
+from edgekd.stages.distill.stage import DistillConfig
+from edgekd.train.loop import accuracy, predict
+from edgekd.train.objective import Recipe, fit
 
 TEACHER = ROOT / "examples" / "fashion-mnist" / "teacher.pt"
 TEACHER_PARAMS = {"depth": 20, "width": 32, "in_channels": 1, "num_classes": 10}

@@ -43,15 +43,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgekd.nas.space import ResNetSpace  # noqa: E402
-from edgekd.profiling.calibrate import (  # noqa: E402
-    calibration_specs,
-    export_spec,
-    fit_files,
-    measure_files,
-    spec_key,
-)
-from edgekd.targets import load_target  # noqa: E402
+from edgekd.config.target import load_target
+from edgekd.latency.predictor.calibrate import calibration_specs, export_spec, fit_files, measure_files, spec_key
+from edgekd.stages.search.space import ResNetSpace
 
 
 def held_out_specs(n_search: int = 16, seed: int = 7) -> list[dict]:
@@ -118,9 +112,9 @@ def fresh_models(seed: int, folder: Path, n: int = 16) -> list[tuple[str, Path]]
     """``n`` ResNet-space and ``n`` MobileNet-space candidates (1x28x28, 10 classes) drawn with ``seed``, exported."""
     import torch
 
-    from edgekd import zoo
-    from edgekd.backends.onnx_export import export_onnx
-    from edgekd.nas.space import MobileNetSpace
+    from edgekd.backends.onnx.lower import export_onnx
+    from edgekd.models import zoo
+    from edgekd.stages.search.space import MobileNetSpace
 
     rng = random.Random(seed)
     out: list[tuple[str, Path]] = []
@@ -145,7 +139,7 @@ def fresh_models(seed: int, folder: Path, n: int = 16) -> list[tuple[str, Path]]
 
 def check(a: argparse.Namespace) -> int:
     """Test a saved predictor on fresh held-out models (see the module docstring)."""
-    from edgekd.profiling.predictor import LatencyPredictor
+    from edgekd.latency.predictor.model import LatencyPredictor
 
     pred = LatencyPredictor.load(a.check)
     clock = pred.device.get("clock", "wall")

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nas_common as nc
 
-from edgekd.artifacts import atomic_write_bytes
-from edgekd.nas import proxies
-from edgekd.nas.correlation import kendall_tau, spearman_rho
-from edgekd.nas.proxies import ProbeBatch
+from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.stages.search import proxies
+from edgekd.stages.search.correlation import kendall_tau, spearman_rho
+from edgekd.stages.search.proxies import ProbeBatch
 
 OUT = nc.ROOT / "benchmarks" / "results" / "proxy_correlation.json"
 BLOCKS = [(a, b, c) for a in (1, 2, 3) for b in (1, 2, 3) for c in (1, 2, 3)]

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nas_common as nc
 from proxy_correlation import probe_batches, space
 
-from edgekd.artifacts import atomic_write_bytes
+from edgekd.core.artifacts import atomic_write_bytes
 from edgekd.data.dataset import Split
-from edgekd.kd.objective import fit
-from edgekd.kd.train import NullProgress, predict
-from edgekd.nas import proxies
+from edgekd.stages.search import proxies
+from edgekd.train.loop import NullProgress, predict
+from edgekd.train.objective import fit
 
 OUT = nc.ROOT / "benchmarks" / "results" / "proxy_cost.json"
 

@@ -6,7 +6,7 @@ the chosen student again, then distilled with the same recipe as the hand-picked
 The hand-picked student is the example's ResNet-8 w16. The latency budget is its own batch-1 latency
 on this host (ONNX Runtime, the x86-cpu target's 2 threads, median of three measurements, times
 ``--budget-factor``), so the search looks for a student at most as slow. The search is a real
-``edgekd.search`` of a config with the example teacher and only the search pass; then the chosen and the
+``edgekd.stages.search`` of a config with the example teacher and only the search pass; then the chosen and the
 hand-picked student are measured again, interleaved (``--verify-repeats`` medians of 200 runs each),
 and both are distilled with ``nas_common.RECIPE`` (10k images, 3 epochs, CE 0.1 + KD 0.9 T=4) and
 evaluated on the full 10k test split. Writes ``benchmarks/results/search_e2e.json``.
@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nas_common as nc
 
 from edgekd import api
-from edgekd.artifacts import atomic_write_bytes
-from edgekd.models import count_macs, count_params
-from edgekd.profiling.quick import quick_latency_ms
+from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.latency.in_process import quick_latency_ms
+from edgekd.models.count import count_macs, count_params
 
 OUT = nc.ROOT / "benchmarks" / "results" / "search_e2e.json"
 HAND = {"depth": 8, "width": 16, "in_channels": 1, "num_classes": 10}

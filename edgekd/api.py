@@ -8,10 +8,7 @@ result.artifacts["onnx_int8"], result.metrics["teacher"]["test_accuracy"], resul
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +16,20 @@ from typing import Any
 import torch
 
 from edgekd._version import __version__
-from edgekd.artifacts import sha256_file
-from edgekd.config import ModelConfig, TargetConfig, load_model_config, with_device
+from edgekd.backends.base import runs_here
+from edgekd.compiler.cache import Cache, input_key
+from edgekd.compiler.manager import PassManager
+from edgekd.compiler.plan import load_model_config, plan, stage_classes
+from edgekd.compiler.run_folder import RunLock, run_folder
+from edgekd.config.model import ModelConfig
+from edgekd.config.target import TargetConfig, list_targets, load_target, with_device
+from edgekd.core.errors import STORAGE_ERRNOS, ConfigError, EdgekdError, PipelineError, ProfilingError, storage_error
+from edgekd.core.progress import EventLog, console
 from edgekd.data import load_data
-from edgekd.errors import STORAGE_ERRNOS, EdgekdError, PipelineError, storage_error
-from edgekd.kd.train import predict as predict_logits
-from edgekd.models import build, check_input, load_weights
-from edgekd.pipeline import Cache, Context, Pass, PassManager, RunLock, check_order
-from edgekd.progress import EventLog, console
-from edgekd.registry import get_pass
-from edgekd.targets import list_targets, load_target
+from edgekd.latency.measure import LatencyStats
+from edgekd.models.build import build, check_input, load_weights
+from edgekd.pipeline.context import Context
+from edgekd.train.loop import predict as predict_logits
 
 
 @dataclass
@@ -47,62 +48,6 @@ class CompileResult:
     def result(self) -> dict[str, Any]:
         """The parsed ``result.json``."""
         return json.loads(self.result_path.read_text()) if self.result_path else {}
-
-
-def _initial_key(cfg: ModelConfig, target: TargetConfig) -> str:
-    inputs: dict[str, Any] = {
-        "config": cfg.fingerprint(),
-        "target": target.model_dump(mode="json"),
-        "version": __version__,
-    }
-    for spec, key in ((cfg.teacher, "teacher"), (cfg.student, "student")):
-        if spec is not None and spec.checkpoint is not None:
-            inputs[f"{key}_sha256"] = sha256_file(cfg.resolve(spec.checkpoint))
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _plan(cfg: ModelConfig) -> list[Pass]:
-    from edgekd.passes.baseline import Baseline
-
-    plan: list[Pass] = [Baseline(Pass.Config())]
-    named = []
-    for entry in cfg.passes:
-        cls = get_pass(entry.name)
-        assert cls is not None  # config validation checked the names
-        named.append((entry.name, cls))
-        plan.append(cls(entry.config))
-    if not any(n == "report" for n, _ in named):
-        report = get_pass("report")
-        assert report is not None
-        named.append(("report", report))
-        plan.append(report(report.Config()))
-    initial = {"teacher", "data"} | ({"student"} if cfg.student else set())
-    check_order(named, initial)
-    return plan
-
-
-def _run_dir(out: Path, cfg: ModelConfig, resume: bool | str | Path | None) -> Path:
-    if resume not in (None, False):
-        if resume is True:
-            prefix = re.sub(r"[^A-Za-z0-9_.-]", "-", cfg.name) + "-"
-            runs = sorted((d for d in out.glob(prefix + "*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
-            if not runs:
-                raise PipelineError(f"--resume: no earlier run of {cfg.name!r} in {out}", fix="run without --resume")
-            return runs[-1]
-        run = Path(resume)  # type: ignore[arg-type]
-        if not (run / "manifest.json").is_file() and not (run / "events.jsonl").is_file():
-            raise PipelineError(f"--resume {run}: not an edgekd run folder", fix="give a folder under your --out")
-        return run
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = out / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', cfg.name)}-{stamp}"
-    run, n = base, 1
-    while True:
-        try:
-            run.mkdir(parents=True)
-            return run
-        except FileExistsError:  # two compiles in the same second get distinct folders
-            n += 1
-            run = base.with_name(f"{base.name}-{n}")
 
 
 def compile(
@@ -130,13 +75,13 @@ def compile(
     if nproc is not None:
         if nproc < 1:
             raise PipelineError(f"--nproc {nproc}: must be >= 1", fix="give the number of training processes")
-        for entry in cfg.passes:
-            if entry.name == "distill":
+        for entry in cfg.passes:  # every pass that trains data-parallel (distill)
+            if "nproc" in type(entry.config).model_fields:
                 entry.config.nproc = nproc
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
     if device:
         tgt = with_device(tgt, device)
-    plan = _plan(cfg)
+    passes = plan(cfg)
     out = Path(out)
     # fail on bad models and data before any run folder exists
     teacher = build(cfg.teacher, "teacher")
@@ -152,7 +97,7 @@ def compile(
         if cfg.student.checkpoint is not None:
             load_weights(student, cfg.resolve(cfg.student.checkpoint), "student")
         check_input(student, cfg.data.input_shape, cfg.data.num_classes, "student")
-    for i, p in enumerate(plan[1 : 1 + len(cfg.passes)]):
+    for i, p in enumerate(passes[1 : 1 + len(cfg.passes)]):
         p.check(f"passes[{i}].{p.name}", teacher, student)
         p.check_target(f"passes[{i}].{p.name}", tgt)
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
@@ -160,7 +105,7 @@ def compile(
         with torch.no_grad():
             data.label_with(lambda x: predict_logits(teacher, x))
 
-    run_dir = _run_dir(out, cfg, resume)
+    run_dir = run_folder(out, cfg, resume)
     with RunLock(run_dir):
         events = EventLog(run_dir / "events.jsonl")
         events.emit(
@@ -185,7 +130,7 @@ def compile(
             quiet=quiet,
             capabilities={"teacher", "data"} | ({"student"} if student is not None else set()),
         )
-        manager = PassManager(plan, Cache(out / ".cache", read=use_cache), _initial_key(cfg, tgt))
+        manager = PassManager(passes, Cache(out / ".cache", read=use_cache), input_key(cfg, tgt))
         try:
             manager.run(ctx)
         except OSError as exc:
@@ -229,7 +174,7 @@ def search(
 
 
 def targets() -> list[TargetConfig]:
-    """Every target profile edgekd can find (see ``edgekd.targets.search_dirs``)."""
+    """Every target profile edgekd can find (see ``edgekd.config.target.search_dirs``)."""
     return list_targets()
 
 
@@ -240,13 +185,15 @@ def profile(
     warmup: int | None = None,
     device: str | None = None,
     per_layer: int = 0,
-) -> list[Any]:
-    """Latency of an exported model file on ``target``: on its SSH device (or ``device="user@host[:port]"``) when it
-    has one, else ONNX Runtime on this host. Each result's ``where`` / ``on_target`` say which; when a device cannot
-    be used (and ``device.required`` is false) a warning is printed and the host measures instead."""
-    from edgekd.errors import ProfilingError
-    from edgekd.profiling.device import measure_on_device
-    from edgekd.profiling.latency import measure
+    threads: int | None = None,
+    predict: bool = True,
+) -> list[LatencyStats]:
+    """Latency of an exported model file on ``target``, measured as the profile pass measures: on its SSH device (or
+    ``device="user@host[:port]"``) when it has one, else on this host. Each result's ``where`` / ``on_target`` say
+    which; when a device cannot be used (and ``device.required`` is false) a warning is printed and the host
+    measures instead. Where the host is a stand-in and the target has a latency predictor, ``predicted`` holds the
+    target's predicted figure (``predict=False``: not)."""
+    from edgekd.latency.for_target import measure_for_target, predicted_for
 
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
     if device:
@@ -256,39 +203,54 @@ def profile(
         raise ProfilingError(
             f"{path}: file not found", fix="give the path of an exported model, e.g. runs/<id>/student.onnx"
         )
-    if path.suffix not in (".onnx", ".tflite"):
+    if not runs_here(path):
         raise ProfilingError(
             f"{path}: only .onnx (ONNX Runtime) and .tflite (LiteRT) files can be profiled here",
             fix="give student.onnx or student.<precision>.tflite from a run folder; TensorRT engines are built and "
             "timed on the device by build_engines.sh / the device profiler",
         )
     p = tgt.profile
-    kwargs = {
-        "threads": tgt.runtime.threads,
-        "warmup": p.warmup if warmup is None else warmup,
-        "runs": runs or p.runs,
-        "rounds": p.rounds,
-        "batch": p.batch,
-        "per_layer": per_layer,
-    }
-    delegate = str(tgt.runtime.options.get("delegate", "xnnpack"))
-    on_device = measure_on_device(tgt, [path], note=lambda text: console.print(f"[yellow]warning:[/] {text}"), **kwargs)
-    if on_device is not None:
-        return on_device.stats
-    stats = measure([path], tflite_delegate=delegate, **kwargs)
-    if not tgt.is_host:
-        for s in stats:
-            s.where += f", a stand-in: not measured on {tgt.name}"
-    else:
-        for s in stats:
-            s.on_target = True
-    return stats
+    m = measure_for_target(
+        tgt,
+        [path],
+        warmup=p.warmup if warmup is None else warmup,
+        runs=runs or p.runs,
+        rounds=p.rounds,
+        threads=threads or tgt.runtime.threads,
+        per_layer=per_layer,
+        note=lambda text: console.print(f"[yellow]warning:[/] {text}"),
+    )
+    if predict and not m.on_target:
+        predicted = predicted_for(tgt, [path], per_layer, note=lambda text: None)  # no predictor: nothing to add
+        for s in m.stats:
+            s.predicted = predicted.get(str(path))
+    return m.stats
+
+
+def latency_report(
+    records: list[tuple[str, dict[str, Any]]], target: str, html: str | Path | None = None
+) -> tuple[str, Path | None]:
+    """The latency section ``edgekd profile`` prints, for (label, latency record) pairs: its Markdown, and with
+    ``html`` the same section written as a self-contained HTML page (returns its path)."""
+    from edgekd.core.artifacts import atomic_write_bytes
+    from edgekd.document.html import document_to_html
+    from edgekd.document.latency import latency_sections
+    from edgekd.document.markdown import sections_to_markdown
+    from edgekd.document.model import Document
+
+    sections = latency_sections(records, f"Target {target}, batch 1.")
+    figures = f"Figure in {Path(html).name}" if html else "Figure left out (only an HTML page shows it: --html FILE)"
+    markdown = "\n".join(sections_to_markdown(sections, figures=figures)).rstrip()
+    if html is None:
+        return markdown, None
+    title = "edgekd profile: " + ", ".join(label.strip("`") for label, _ in records)
+    return markdown, atomic_write_bytes(html, document_to_html(Document(title, sections)).encode())
 
 
 def predict(model: str | Path, target: str | Path | TargetConfig = "x86-cpu", per_layer: int = 5) -> dict[str, Any]:
     """The latency record of an ONNX file predicted by ``target``'s latency predictor (ProfilingError if none)."""
-    from edgekd.errors import ProfilingError
-    from edgekd.profiling.predictor import load_for_target, predictor_path
+    from edgekd.core.errors import ProfilingError
+    from edgekd.latency.predictor.lookup import load_for_target, predictor_path
 
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
     pred = load_for_target(tgt)
@@ -302,10 +264,8 @@ def predict(model: str | Path, target: str | Path | TargetConfig = "x86-cpu", pe
 
 def report(run_dir: str | Path) -> Path:
     """Re-render ``report.md`` and ``report.html`` of a finished run from its ``result.json``; returns report.md."""
-    from edgekd.artifacts import atomic_write_bytes
-    from edgekd.errors import ConfigError
-    from edgekd.report.html import render_html
-    from edgekd.report.markdown import render_markdown
+    from edgekd.core.artifacts import atomic_write_bytes
+    from edgekd.stages.report.render import render_html, render_markdown
 
     run = Path(run_dir)
     result_file = run / "result.json"
@@ -319,9 +279,10 @@ def report(run_dir: str | Path) -> Path:
         raise ConfigError(f"{result_file}: not valid JSON ({exc})", fix="re-run the compile with --resume") from exc
     if not isinstance(result, dict) or "target" not in result or "config" not in result:
         raise ConfigError(f"{result_file}: not an edgekd result.json", fix="give the run folder of an edgekd compile")
+    stages = stage_classes([p.get("pass", "") for p in result.get("passes", []) if isinstance(p, dict)])
     path = run / "report.md"
-    atomic_write_bytes(path, render_markdown(result).encode())
-    atomic_write_bytes(run / "report.html", render_html(result).encode())
+    atomic_write_bytes(path, render_markdown(result, stages).encode())
+    atomic_write_bytes(run / "report.html", render_html(result, stages).encode())
     return path
 
 
@@ -339,8 +300,8 @@ def build_predictor(
     """Measure random calibration models on ``target`` (its SSH device, ``device``, or this host when the target is
     the host), fit its latency predictor and save it (default: ``<target>.predictor.json`` beside the target file,
     or the target's ``predictor:`` path). Returns (LatencyPredictor, path)."""
-    from edgekd.profiling.calibrate import build_predictor as build
-    from edgekd.profiling.predictor import predictor_path
+    from edgekd.latency.predictor.calibrate import build_predictor as build
+    from edgekd.latency.predictor.lookup import predictor_path
 
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
     if device:
@@ -361,3 +322,10 @@ def build_predictor(
     )
     pred.save(path)
     return pred, path
+
+
+def init(path: str | Path = "model.yaml", force: bool = False) -> Path:
+    """Write a commented starter model.yaml at ``path`` (refused when it exists, unless ``force``)."""
+    from edgekd.config.starter import write_starter
+
+    return write_starter(path, force=force)

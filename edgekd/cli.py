@@ -1,17 +1,16 @@
 """``edgekd`` command line: a thin shell over :mod:`edgekd.api`.
 
-User errors (:class:`edgekd.errors.EdgekdError`) print as ``error [Type]: ...`` without a traceback and exit 2.
+User errors (:class:`edgekd.core.errors.EdgekdError`) print as ``error [Type]: ...`` without a traceback and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 
 from edgekd._version import __version__
-from edgekd.errors import EdgekdError
+from edgekd.core.errors import EdgekdError
 
 
 def _cmd_compile(a: argparse.Namespace) -> int:
@@ -87,7 +86,7 @@ def _cmd_targets(a: argparse.Namespace) -> int:
 
 def _cmd_profile(a: argparse.Namespace) -> int:
     from edgekd import api
-    from edgekd.errors import ConfigError
+    from edgekd.core.errors import ConfigError
 
     if a.build_predictor:
         pred, path = api.build_predictor(
@@ -112,26 +111,17 @@ def _cmd_profile(a: argparse.Namespace) -> int:
         d["path"] = a.model
     else:
         (s,) = api.profile(
-            a.model, target=a.target, runs=a.runs, warmup=a.warmup, device=a.device, per_layer=a.per_layer
-        )
+            a.model, target=a.target, runs=a.runs, warmup=a.warmup, device=a.device, per_layer=a.per_layer,
+            threads=a.threads,
+        )  # fmt: skip
         d = s.to_dict()
-        if d.get("source") != "measured-device" and not d.get("on_target"):
-            with contextlib.suppress(EdgekdError):  # the target's predictor, if any, says what the host cannot
-                d["predicted"] = api.predict(a.model, target=a.target, per_layer=a.per_layer or 5)
     if a.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
-    from edgekd.report.document import Document, latency_sections
-    from edgekd.report.markdown import sections_to_markdown
-
-    sections = latency_sections([(f"`{a.model}`", d)], f"Target {a.target}, batch 1.")
-    print("\n".join(sections_to_markdown(sections)).rstrip())
-    if a.html:
-        from edgekd.artifacts import atomic_write_bytes
-        from edgekd.report.html import document_to_html
-
-        html = document_to_html(Document(f"edgekd profile: {a.model}", sections))
-        print(f"\nreport: {atomic_write_bytes(a.html, html.encode())}")
+    markdown, html = api.latency_report([(f"`{a.model}`", d)], a.target, html=a.html)
+    print(markdown)
+    if html is not None:
+        print(f"\nreport: {html}")
     return 0
 
 
@@ -145,7 +135,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
 
 
 def _cmd_init(a: argparse.Namespace) -> int:
-    from edgekd.starter import write_starter
+    from edgekd.config.starter import write_starter
 
     path = write_starter(a.path, force=a.force)
     print(f"wrote {path}; edit teacher.checkpoint, then: edgekd compile {path} --target x86-cpu")
@@ -231,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--models", type=int, default=60, help="--build-predictor: calibration models (default 60)")
     pr.add_argument("--repeats", type=int, default=3, help="--build-predictor: measurements per model (median)")
-    pr.add_argument("--threads", type=int, default=None, help="--build-predictor: runtime threads (default: target's)")
+    pr.add_argument("--threads", type=int, default=None, help="runtime threads (default: the target's)")
     pr.add_argument(
         "--out", default=None, help="--build-predictor: predictor file (default: <target>.predictor.json beside it)"
     )

@@ -23,8 +23,8 @@ def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import numpy as np
     import torch
 
-    from edgekd import zoo
-    from edgekd.backends.litert_export import convert_tflite
+    from edgekd.backends.tflite.lower import convert_tflite
+    from edgekd.models import zoo
     from tests.helpers import TINY_STUDENT, fashion_subset
 
     folder = tmp_path_factory.mktemp("tflite")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import yaml
 
-from edgekd import zoo
+from edgekd.models import zoo
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "fashion-mnist"
@@ -53,7 +53,7 @@ def write_config(folder: Path, cfg: dict, name: str = "model.yaml") -> Path:
 
 def fashion_subset(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` test images of the bundled Fashion-MNIST subset, normalised as the data pipeline does."""
-    from edgekd.config import CalibrationConfig, DataConfig
+    from edgekd.config.model import CalibrationConfig, DataConfig
     from edgekd.data import load_data
 
     data = load_data(
@@ -69,7 +69,7 @@ def trained_tiny_teacher(folder: Path, epochs: int = 3) -> Path:
     """Write ``folder/teacher.pt``: the tiny teacher trained briefly on the bundled subset (~60-70% accuracy),
     for tests whose accuracy guard needs a teacher that is better than chance. Takes a few seconds."""
     from edgekd.data.dataset import Split
-    from edgekd.kd.train import TrainSettings, train
+    from edgekd.train.loop import TrainSettings, train
 
     folder.mkdir(parents=True, exist_ok=True)
     ckpt = folder / "teacher.pt"

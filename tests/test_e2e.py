@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 
 import edgekd
-from edgekd.artifacts import sha256_file
+from edgekd.core.artifacts import sha256_file
 from tests.helpers import EXAMPLE
 
 FAST = [
@@ -24,7 +24,7 @@ FAST = [
 def test_example_compiles_on_the_bundled_subset(tmp_path: Path) -> None:
     res = edgekd.compile(EXAMPLE / "model.yaml", target="x86-cpu", out=tmp_path / "runs", overrides=FAST, quiet=True)
     r = json.loads(res.result_path.read_text())
-    assert r["schema_version"] == 2 and r["target"]["measured_on_target"] is True
+    assert r["schema_version"] == 3 and r["target"]["measured_on_target"] is True
 
     teacher_acc = r["teacher"]["test_accuracy"]
     assert teacher_acc > 90.0, "the committed teacher is trained (>= 93% on the full test set)"

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.backends.runtimes import Predictor, open_model
-from edgekd.errors import ParityError
+from edgekd.backends.base import Predictor, open_model
+from edgekd.core.errors import ParityError
 
 MODES = ("exact", "quantized")
 

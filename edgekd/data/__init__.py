@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgekd.config import CalibrationConfig, DataConfig
+from edgekd.config.model import CalibrationConfig, DataConfig
+from edgekd.core.errors import DataError
 from edgekd.data.dataset import DataBundle, Split, to_float
 from edgekd.data.sources import FASHION_MNIST_NORMALIZE, KEYS, SOURCES, Raw
-from edgekd.errors import DataError
 
 __all__ = ["DataBundle", "Split", "load_data"]
 

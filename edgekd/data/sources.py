@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.config import DataConfig
+from edgekd.config.model import DataConfig
+from edgekd.core.errors import DataError
 from edgekd.data.idx import load_mnist_dir
-from edgekd.errors import DataError
 
 Raw = dict[str, np.ndarray]
 KEYS = ("x_train", "y_train", "x_test", "y_test")

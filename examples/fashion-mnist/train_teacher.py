@@ -20,7 +20,7 @@ import torch
 
 from edgekd.data.dataset import Split, to_float
 from edgekd.data.idx import load_mnist_dir
-from edgekd.kd.train import TrainSettings, accuracy, train
+from edgekd.train.loop import TrainSettings, accuracy, train
 
 HERE = Path(__file__).resolve().parent
 ARCH = {"depth": 20, "width": 32, "in_channels": 1, "num_classes": 10}
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args()
 
-    from edgekd.zoo import build
+    from edgekd.models.zoo import build
 
     raw = load_mnist_dir(args.data)
     train_split = Split(to_float(raw["x_train"], MEAN, STD), torch.from_numpy(raw["y_train"]))

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.backends.litert_export import convert_tflite, import_litert_torch, unsupported_operator
-from edgekd.backends.litert_runtime import LiteRTModel, op_summary
 from edgekd.backends.parity import check_parity
-from edgekd.errors import BackendUnavailable, ExportError
+from edgekd.backends.tflite.lower import convert_tflite, import_litert_torch, unsupported_operator
+from edgekd.backends.tflite.runtime import LiteRTModel, op_summary
+from edgekd.core.errors import BackendUnavailable, ExportError
 
 
 def test_fp32_nhwc_file_takes_channel_last_float_input_and_matches_pytorch(tiny_tflite: dict) -> None:

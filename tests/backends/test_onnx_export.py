@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.backends.onnx_export import export_onnx, unsupported_operator
-from edgekd.backends.onnx_runtime import OrtModel
-from edgekd.errors import ExportError
-from edgekd.zoo import build
+from edgekd.backends.onnx.lower import export_onnx, unsupported_operator
+from edgekd.backends.onnx.runtime import OrtModel
+from edgekd.core.errors import ExportError
+from edgekd.models.zoo import build
 
 TINY = {"depth": 8, "width": 8, "in_channels": 1, "num_classes": 10}
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.backends.onnx_export import export_onnx
-from edgekd.backends.onnx_runtime import OrtModel
-from edgekd.backends.onnx_simplify import simplify_onnx
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.backends.onnx.runtime import OrtModel
+from edgekd.backends.onnx.simplify import simplify_onnx
 
 
 class Foldable(nn.Module):

@@ -11,10 +11,10 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from edgekd.backends.onnx_export import export_onnx
+from edgekd.backends.onnx.lower import export_onnx
 from edgekd.backends.parity import check_parity
-from edgekd.errors import ParityError
-from edgekd.zoo import build
+from edgekd.core.errors import ParityError
+from edgekd.models.zoo import build
 
 TINY = {"depth": 8, "width": 8, "in_channels": 1, "num_classes": 10}
 

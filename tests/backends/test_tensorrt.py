@@ -11,15 +11,16 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from edgekd import zoo
-from edgekd.backends import tensorrt as trt
-from edgekd.backends.onnx_export import export_onnx
-from edgekd.backends.onnx_runtime import OrtModel
-from edgekd.errors import ExportError
-from edgekd.quant.ort_static import quantize_static_onnx
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.backends.onnx.quantize import quantize_static_onnx
+from edgekd.backends.onnx.runtime import OrtModel
+from edgekd.backends.tensorrt import lower as trt
+from edgekd.backends.tensorrt import runtime as trt_runtime
+from edgekd.core.errors import ExportError
+from edgekd.models import zoo
 from tests.helpers import TINY_STUDENT
 
-TRT_OK, TRT_WHY = trt.tensorrt_status()
+TRT_OK, TRT_WHY = trt_runtime.tensorrt_status()
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_engine_builds_and_matches_onnx(qdq: dict, tmp_path: Path) -> None:  # p
         engine = tmp_path / f"{precision}.engine"
         info = trt.build_engine(src, engine, precision, tmp_path / "timing.cache")
         assert engine.stat().st_size > 0 and (tmp_path / "timing.cache").is_file() and info["build_s"] > 0
-        model = trt.TrtModel(engine)
+        model = trt_runtime.TrtModel(engine)
         x = qdq["x"][:4].numpy()
         got, ref = model.predict(x), OrtModel(qdq["fp32"], 1).predict(x)
         assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.75

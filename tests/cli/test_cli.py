@@ -55,7 +55,7 @@ def test_init_writes_a_config_that_validates(tmp_path: Path) -> None:
     assert again.returncode == 2 and "--force" in again.stderr
     import yaml
 
-    from edgekd.config import parse_model_config
+    from edgekd.compiler.plan import parse_model_config
 
     raw = yaml.safe_load(text)
     raw["teacher"].pop("checkpoint")

@@ -9,8 +9,8 @@ import pytest
 
 import edgekd
 from edgekd.cli import main
-from edgekd.errors import ProfilingError
-from edgekd.profiling import calibrate
+from edgekd.core.errors import ProfilingError
+from edgekd.latency.predictor import calibrate
 from tests.helpers import tiny_config, write_config
 
 

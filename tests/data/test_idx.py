@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekd.core.errors import DataError
 from edgekd.data.idx import load_mnist_dir, read_idx
-from edgekd.errors import DataError
 
 
 def write_idx(path: Path, arr: np.ndarray, compress: bool = True) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.config import CalibrationConfig, DataConfig
+from edgekd.config.model import CalibrationConfig, DataConfig
+from edgekd.core.errors import DataError
 from edgekd.data import load_data
 from edgekd.data.sources import FASHION_MNIST_SUBSET
-from edgekd.errors import DataError
 
 
 def _cfg(**kw: object) -> DataConfig:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import edgekd
-from edgekd import zoo
+from edgekd.core.errors import DataError
 from edgekd.data.sources import FASHION_MNIST_SUBSET
-from edgekd.errors import DataError
+from edgekd.models import zoo
 from tests.helpers import TINY_TEACHER, tiny_config, write_config
 
 
@@ -42,7 +42,7 @@ def test_teacher_labels_unlabelled_images(tmp_path: Path) -> None:
 
 
 def test_label_with_uses_the_teachers_argmax(tmp_path: Path) -> None:
-    from edgekd.config import CalibrationConfig, DataConfig
+    from edgekd.config.model import CalibrationConfig, DataConfig
     from edgekd.data import load_data
 
     cfg = DataConfig(source="npz", path=_unlabelled_npz(tmp_path / "u.npz"), labels="teacher")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekd import zoo
+from edgekd.models import zoo
 from tests.helpers import TINY_TEACHER, tiny_config, trained_tiny_teacher, write_config
 
 Setup = Callable[[Path], list[str]]

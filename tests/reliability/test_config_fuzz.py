@@ -9,8 +9,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgekd.config import load_model_config, parse_model_config, parse_target
-from edgekd.errors import EdgekdError
+from edgekd.compiler.plan import load_model_config, parse_model_config
+from edgekd.config.target import parse_target
+from edgekd.core.errors import EdgekdError
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)
 keys = st.sampled_from(

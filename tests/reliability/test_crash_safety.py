@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import edgekd
-from edgekd.artifacts import sha256_file
+from edgekd.core.artifacts import sha256_file
 from tests.helpers import REPO, tiny_config, write_config
 
 PASSES = ["baseline", "distill", "quantize", "lower", "profile", "report"]
@@ -123,8 +123,8 @@ def test_concurrent_compiles_into_one_out(tmp_path: Path) -> None:
 
 
 def test_the_same_run_folder_is_locked(tmp_path: Path) -> None:
-    from edgekd.errors import PipelineError
-    from edgekd.pipeline import RunLock
+    from edgekd.compiler.run_folder import RunLock
+    from edgekd.core.errors import PipelineError
 
     with RunLock(tmp_path), pytest.raises(PipelineError, match="in use by another edgekd process"), RunLock(tmp_path):
         pass

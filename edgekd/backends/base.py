@@ -1,0 +1,154 @@
+"""The one backend table: for each backend, its runtime, the files it runs and how to open them.
+
+Code outside ``backends/`` asks this table (``BACKENDS``, :func:`backend_of`, :func:`open_model`) instead of
+branching on a backend's name. Every model opened here has ``predict(x)``: NCHW float32 samples in, float32
+outputs out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgekd.core.errors import ExportError
+
+
+class Predictor(Protocol):
+    def predict(self, x: np.ndarray, batch_size: int = ...) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # as targets name it: onnx | tflite | tensorrt
+    runtime: str  # the runtime's name in reports
+    suffixes: tuple[str, ...]  # files of this backend
+    model: str  # "module:Class" opened as Class(path, threads=..., delegate=...) (imported on first use)
+    lower: str  # "module:function" writing this backend's artifacts from the student (see lower/stage.py)
+    runtime_id: str  # as targets name the runtime: onnxruntime | litert | tensorrt
+    local: bool = True  # runs on this host when its package is installed
+    delegates: bool = False  # its runtime takes a delegate (LiteRT: xnnpack | none)
+    #: "module:function" measuring files on an SSH device in its own way; None: the standalone latency runner
+    device_measure: str | None = None
+    #: "module:function" (lower config, target) raising when this backend cannot be used here (before any pass runs)
+    check: str | None = None
+    #: "module:function" (the lower pass's summary in result.json) -> this backend's report sections
+    report: str | None = None
+    #: fp16 runs fast on its hardware (GPUs); CPUs emulate it
+    fast_fp16: bool = False
+    #: its kernels use 2:4 structured sparsity (TensorRT's sparse tensor cores)
+    sparse_2_4: bool = False
+
+    def open(self, path: Path, threads: int | None, delegate: str) -> Predictor:
+        module, _, cls = self.model.partition(":")
+        kwargs: dict[str, Any] = {"threads": threads} | ({"delegate": delegate} if self.delegates else {})
+        return getattr(importlib.import_module(module), cls)(path, **kwargs)
+
+    def lower_fn(self) -> Any:
+        return load_function(self.lower)
+
+
+def load_function(name: str) -> Any:
+    """The object named ``module:attribute`` (imported on first use)."""
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+BACKENDS: dict[str, Backend] = {
+    "onnx": Backend(
+        "onnx",
+        "ONNX Runtime",
+        (".onnx",),
+        "edgekd.backends.onnx.runtime:OrtModel",
+        "edgekd.backends.onnx.lower:lower",
+        "onnxruntime",
+    ),
+    "tflite": Backend(
+        "tflite",
+        "LiteRT",
+        (".tflite",),
+        "edgekd.backends.tflite.runtime:LiteRTModel",
+        "edgekd.backends.tflite.lower:lower",
+        "litert",
+        delegates=True,
+        check="edgekd.backends.tflite.lower:check_available",
+        report="edgekd.backends.tflite.lower:report_sections",
+    ),
+    "tensorrt": Backend(
+        "tensorrt",
+        "TensorRT",
+        (".engine",),
+        "edgekd.backends.tensorrt.runtime:TrtModel",
+        "edgekd.backends.tensorrt.lower:lower",
+        "tensorrt",
+        local=False,
+        device_measure="edgekd.backends.tensorrt.runtime:measure_with_trtexec",
+        report="edgekd.backends.tensorrt.lower:report_sections",
+        fast_fp16=True,
+        sparse_2_4=True,
+    ),
+}
+
+#: artifact kinds that are deployable models (the rest are reports, sidecars, scripts)
+MODEL_KINDS = ("onnx", "tflite", "engine")
+#: suffixes this host opens with a local runtime
+SUFFIXES = tuple(s for b in BACKENDS.values() if b.local for s in b.suffixes)
+
+
+def backend_for_runtime(runtime: str) -> Backend:
+    """The backend whose runtime a target names (``runtime.name``)."""
+    return next(b for b in BACKENDS.values() if b.runtime_id == runtime)
+
+
+def remote_name(i: int, path: Path) -> str:
+    """A safe file name on a device for the ``i``-th model copied there."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", path.name)
+    return f"{i:02d}-{safe}"
+
+
+def backend_of(path: str | os.PathLike[str]) -> Backend | None:
+    suffix = Path(path).suffix
+    return next((b for b in BACKENDS.values() if suffix in b.suffixes), None)
+
+
+def runs_here(path: str | os.PathLike[str]) -> bool:
+    """True for a model file this host runs in a local runtime (``.onnx``, ``.tflite``)."""
+    b = backend_of(path)
+    return b is not None and b.local
+
+
+def open_model(path: str | os.PathLike[str], threads: int | None = None, delegate: str = "xnnpack") -> Predictor:
+    """A runtime session over ``path``; ``delegate`` applies to LiteRT (``xnnpack`` or ``none``)."""
+    p = Path(path)
+    b = backend_of(p)
+    if b is None or not b.local:
+        raise ExportError(
+            f"{p}: no local runtime for '{p.suffix or '(none)'}' files (known: {', '.join(SUFFIXES)})",
+            fix="give an .onnx or .tflite file; TensorRT engines run where TensorRT is installed",
+        )
+    return b.open(p, threads, delegate)
+
+
+def runtime_name(path: str | os.PathLike[str]) -> str:
+    b = backend_of(path)
+    return b.runtime if b else "?"
+
+
+def accuracy(
+    model: str | os.PathLike[str] | Predictor,
+    x: Any,
+    y: Any,
+    threads: int | None = None,
+    delegate: str = "xnnpack",
+) -> float:
+    """Top-1 accuracy (percent) of a deployed artifact (a path, opened in its own runtime, or an open model) on
+    normalised inputs ``x`` (NCHW tensor or array) with labels ``y``."""
+    runner = open_model(model, threads, delegate) if isinstance(model, str | os.PathLike) else model
+    xs = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    ys = y.numpy() if hasattr(y, "numpy") else np.asarray(y)
+    return float((runner.predict(xs).argmax(1) == ys).mean() * 100)

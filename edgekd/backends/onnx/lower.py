@@ -1,0 +1,210 @@
+"""Export a PyTorch model to a single, checked ONNX file.
+
+Opset <= 17 uses the legacy TorchScript exporter (fast, mature); a higher opset
+uses the torch.export-based exporter with the weights kept inside the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import onnx
+import torch
+from torch import nn
+
+from edgekd.backends.onnx.simplify import simplify_onnx
+from edgekd.core.artifacts import atomic_writer
+from edgekd.core.errors import ExportError
+
+if TYPE_CHECKING:
+    from edgekd.pipeline.context import Context
+
+LEGACY_MAX_OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# legacy: "Exporting the operator 'aten::kthvalue' to ONNX opset version 17 is not supported"
+_LEGACY_UNSUPPORTED = re.compile(r"operator '([\w:.]+)' to ONNX opset version (\d+) is not supported")
+# dynamo: "No ONNX function found for <OpOverload(op='aten._linalg_eigh', overload='default')>"
+_DYNAMO_UNSUPPORTED = re.compile(r"No ONNX function found for <OpOverload\(op='([\w:.]+)'")
+
+
+def unsupported_operator(message: str) -> str | None:
+    """The operator an exporter error message says has no ONNX translation, or None."""
+    message = _ANSI.sub("", message)
+    for pattern in (_LEGACY_UNSUPPORTED, _DYNAMO_UNSUPPORTED):
+        if match := pattern.search(message):
+            return match.group(1)
+    return None
+
+
+def layer_calling(model: nn.Module, example: torch.Tensor, op: str) -> str | None:
+    """The module path (e.g. ``layer2.0.pool``) whose forward calls ``op`` (``aten::kthvalue``), found by
+    running the model once; ``""`` for the model's own forward; None if it is never called."""
+    name = op.split("::")[-1].split(".")[0].lstrip("_")
+    stack: list[str] = []
+    found: list[str] = []
+
+    class Spy(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "").lstrip("_") == name and not found:
+                found.append(stack[-1] if stack else "")
+            return func(*args, **(kwargs or {}))
+
+    def leave(_m: nn.Module, _i: object, _o: object) -> None:  # must return None: a value would replace the output
+        stack.pop()
+
+    hooks = []
+    for path, module in model.named_modules():
+        if path:
+            hooks.append(module.register_forward_pre_hook(lambda _m, _i, p=path: stack.append(p)))
+            hooks.append(module.register_forward_hook(leave))
+    try:
+        with torch.no_grad(), Spy():
+            model(example)
+    except Exception:
+        return None
+    finally:
+        for h in hooks:
+            h.remove()
+    return found[0] if found else None
+
+
+def called_in(layer: str | None, model_name: str) -> str:
+    """Where an operator is called, for an error message: `` (called in layer 'x')``, `` (called in
+    Model.forward)`` for the top module (``layer`` ""), or nothing when unknown (``layer`` None)."""
+    if layer is None:
+        return ""
+    return f" (called in layer '{layer}')" if layer else f" (called in {model_name}.forward)"
+
+
+def _export_error(exc: BaseException, model_name: str, path: Path, opset: int, layer: str | None = None) -> ExportError:
+    message = _ANSI.sub("", str(exc)).strip()
+    op = unsupported_operator(message)
+    if op is not None:
+        other = "a lower opset (<= 17, legacy exporter)" if opset > LEGACY_MAX_OPSET else "opset 18+ (dynamo exporter)"
+        where = called_in(layer, model_name)
+        return ExportError(
+            f"cannot export {model_name} to {path}: operator '{op}'{where} has no ONNX translation at opset {opset}",
+            fix=f"try {other} via lower.opset in model.yaml, replace the layer that calls '{op}' with "
+            "ONNX-friendly ops, or pick a target with another backend (e.g. TFLite, PyTorch Mobile)",
+        )
+    if "## Exception summary" in message:  # dynamo errors: the summary names the real cause
+        message = message.split("## Exception summary", 1)[1].split("(Refer to the full stack trace", 1)[0].strip()
+    if len(message) > 1000:
+        message = message[:1000] + " ..."
+    return ExportError(
+        f"cannot export {model_name} to {path} at opset {opset}: {type(exc).__name__}: {message or '(no message)'}",
+        fix="check that the model runs on the example input, try another lower.opset in model.yaml, "
+        "or pick a target with another backend",
+    )
+
+
+def export_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: str | os.PathLike[str],
+    opset: int = 17,
+    dynamic_batch: bool = False,
+) -> Path:
+    """Export ``model`` (in eval mode) with input ``input`` and output ``logits``; return the checked file."""
+    out = Path(path)
+    model_name = type(model).__name__
+    was_training = model.training
+    model.eval()
+    try:
+        with atomic_writer(out) as tmp:
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.filterwarnings("ignore", category=DeprecationWarning)
+                    warnings.filterwarnings("ignore", category=FutureWarning)
+                    warnings.filterwarnings("ignore", message=".*training mode.*")
+                    if opset <= LEGACY_MAX_OPSET:
+                        _export_legacy(model, example, tmp, opset, dynamic_batch)
+                    else:
+                        _export_dynamo(model, example, tmp, opset, dynamic_batch)
+            except ExportError:
+                raise
+            except Exception as exc:
+                op = unsupported_operator(str(exc))
+                layer = layer_calling(model, example, op) if op else None
+                raise _export_error(exc, model_name, out, opset, layer) from exc
+            try:
+                onnx.checker.check_model(str(tmp), full_check=True)
+            except Exception as exc:
+                raise ExportError(
+                    f"ONNX checker rejected the export of {model_name} to {out}: {str(exc).splitlines()[0]}",
+                    fix="try another lower.opset in model.yaml; if it persists, report the layer named above",
+                ) from exc
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _export_legacy(model: nn.Module, example: torch.Tensor, tmp: Path, opset: int, dynamic_batch: bool) -> None:
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    # the legacy exporter always enables its C++ log and dumps the IR graph there on failure; keep stdout clean
+    set_stream = getattr(torch._C, "_jit_set_onnx_log_output_stream", None)
+    if set_stream is not None:
+        set_stream("stderr")
+    torch.onnx.export(
+        model,
+        (example,),
+        str(tmp),
+        dynamo=False,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes=dynamic_axes,
+        do_constant_folding=True,
+        training=torch.onnx.TrainingMode.EVAL,
+    )
+
+
+def _export_dynamo(model: nn.Module, example: torch.Tensor, tmp: Path, opset: int, dynamic_batch: bool) -> None:
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = ({0: torch.export.Dim("batch")},)
+        if example.shape[0] == 1:  # torch.export specialises a size-1 dimension; give it two rows
+            example = example.expand(2, *example.shape[1:]).contiguous()
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            dynamo=True,
+            external_data=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+    data = tmp.with_name(tmp.name + ".data")
+    if data.exists():  # external_data=False should prevent this; never leave a stray weights file
+        data.unlink()
+        raise ExportError(
+            f"the exporter wrote weights outside {tmp.name} although a single file was asked for",
+            fix="models over 2 GB cannot be a single ONNX file; use opset <= 17 or a smaller model",
+        )
+
+
+def lower(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
+    """``student.onnx`` (fp32, opset ``summary["opset"]``), simplified unless ``lower.simplify: false``."""
+    opset = summary["opset"]
+    assert ctx.student is not None
+    final = ctx.run_dir / "student.onnx"
+    example = ctx.data.test.x[:1]
+    export_onnx(ctx.student, example, final, opset=opset, dynamic_batch=c.dynamic_batch)  # written atomically
+    info = simplify_onnx(final, final) if c.simplify else None  # replaced atomically; parity checks the result
+    art = ctx.add_artifact("onnx", final, "onnx", precision="fp32", backend="onnx")
+    if info is None:
+        return
+    art.info["simplify"] = info
+    summary["simplify"] = {k: info[k] for k in ("nodes_before", "nodes_after", "method")}

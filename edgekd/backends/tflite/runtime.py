@@ -1,0 +1,151 @@
+"""Run a ``.tflite`` file in the LiteRT interpreter (``ai-edge-litert``), as a device would.
+
+Inputs are given in PyTorch's NCHW layout and float32, as for every other runtime: the model's own layout (NHWC
+when converted with channel-last I/O) and its input quantization (full-integer INT8 files take int8 inputs) are
+applied here, and int8 outputs are dequantized with the file's scale and zero point, so accuracy is computed on
+the real test data for every artifact.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import ExportError
+from edgekd.core.optional import require
+
+PIP = "pip install 'edgekd[tflite]'  (or ai-edge-litert alone to run .tflite files)"
+DELEGATES = ("xnnpack", "none")
+
+
+def import_interpreter() -> Any:
+    return require(
+        "ai_edge_litert.interpreter", "ai-edge-litert is not installed, so .tflite files cannot run here", PIP
+    )
+
+
+def signature_io(path: str | os.PathLike[str]) -> tuple[str, list[str]]:
+    """The first signature's key and its input names (what ai-edge-quantizer's calibration data is keyed by)."""
+    interp = import_interpreter().Interpreter(model_path=str(path))
+    sigs = interp.get_signature_list()
+    key = next(iter(sigs))
+    return key, list(sigs[key]["inputs"])
+
+
+class LiteRTModel:
+    """A LiteRT interpreter over ``path``: ``threads`` CPU threads; ``delegate`` ``xnnpack`` (LiteRT's default CPU
+    delegate) or ``none`` (built-in kernels only)."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, delegate: str = "xnnpack") -> None:
+        if delegate not in DELEGATES:
+            raise ValueError(f"delegate must be one of {DELEGATES}, got {delegate!r}")
+        mod = import_interpreter()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ExportError(f"TFLite model {self.path} does not exist", fix="run the lower pass first")
+        resolver = (
+            mod.OpResolverType.AUTO if delegate == "xnnpack" else mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        try:
+            self.interpreter = mod.Interpreter(
+                model_path=str(self.path), num_threads=threads, experimental_op_resolver_type=resolver
+            )
+            self.interpreter.allocate_tensors()
+        except Exception as exc:
+            raise ExportError(
+                f"LiteRT cannot load {self.path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                fix="re-run the lower pass; check the file is not truncated and ai-edge-litert is >= 2.3",
+            ) from exc
+        self.delegate = delegate
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = tuple(int(d) for d in self.input["shape"])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self.output["dtype"])
+
+    def layout_for(self, sample_shape: tuple[int, ...]) -> str:
+        """``nchw`` or ``nhwc``: how this file wants a PyTorch (C, H, W) sample."""
+        want = self.input_shape[1:]
+        if tuple(sample_shape) == want:
+            return "nchw"
+        if len(sample_shape) == 3 and (sample_shape[1], sample_shape[2], sample_shape[0]) == want:
+            return "nhwc"
+        raise ExportError(
+            f"{self.path}: input of shape {self.input_shape} does not take samples of shape {tuple(sample_shape)} "
+            "(neither NCHW nor NHWC)",
+            fix="lower the model again with the data's input_shape",
+        )
+
+    def _quantize_input(self, x: np.ndarray) -> np.ndarray:
+        if self.input_dtype.kind == "f":
+            return x.astype(self.input_dtype)
+        scale, zero = self.input["quantization"]
+        info = np.iinfo(self.input_dtype)
+        q = np.round(x / scale + zero)
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def _dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        if self.output_dtype.kind == "f":
+            return y.astype(np.float32)
+        scale, zero = self.output["quantization"]
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """One inference on one sample already in the file's layout (float); returns float outputs."""
+        self.interpreter.set_tensor(self.input["index"], self._quantize_input(np.ascontiguousarray(x)))
+        self.interpreter.invoke()
+        return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))
+
+    def predict(self, x: np.ndarray, batch_size: int = 1) -> np.ndarray:
+        """Outputs for NCHW float samples ``x`` (run one by one: the file has batch 1)."""
+        x = np.asarray(x, dtype=np.float32)
+        if len(x) == 0:
+            raise ValueError(f"predict on {self.path} got no samples")
+        nhwc = self.layout_for(tuple(x.shape[1:])) == "nhwc"
+        outs = []
+        for sample in x:
+            s = sample.transpose(1, 2, 0) if nhwc else sample
+            outs.append(self.run(s[None]))
+        return np.concatenate(outs)
+
+
+def op_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a ``.tflite`` graph computes in: operator counts by output type, the input/output types, and the
+    operators that produce float tensors (in a full-integer file these are the ones left out of INT8)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = Path(path).read_bytes()
+    model = schema.Model.GetRootAsModel(buf, 0)
+    graph = model.Subgraphs(0)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        codes.append(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()))
+    counts: Counter[str] = Counter()
+    float_ops: Counter[str] = Counter()
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        name = op_names.get(codes[op.OpcodeIndex()], "CUSTOM")
+        out_type = type_names.get(graph.Tensors(op.Outputs(0)).Type(), "?") if op.OutputsLength() else "?"
+        counts[f"{name}:{out_type}"] += 1
+        if out_type.startswith("FLOAT"):
+            float_ops[name] += 1
+    return {
+        "operators": graph.OperatorsLength(),
+        "by_output_type": dict(sorted(counts.items())),
+        "float_operators": dict(sorted(float_ops.items())),
+        "input_type": type_names.get(graph.Tensors(graph.Inputs(0)).Type(), "?"),
+        "output_type": type_names.get(graph.Tensors(graph.Outputs(0)).Type(), "?"),
+    }

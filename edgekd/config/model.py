@@ -1,0 +1,138 @@
+"""The schema of ``model.yaml``: teacher, student, data, calibration, constraints and the list of passes.
+
+The settings of each pass are validated against that pass's own ``Config`` by the compiler
+(:mod:`edgekd.compiler.plan`); this module knows no pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgekd.core.schema import Strict
+
+
+class ModelSpec(Strict):
+    """An architecture from the zoo (``arch`` + ``params``), optionally with trained weights."""
+
+    arch: str = Field(description="zoo architecture name (e.g. resnet) or 'package.module:function'")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
+    checkpoint: Path | None = Field(default=None, description="state_dict file, relative to model.yaml")
+    shapes: dict[str, list[int]] | None = Field(
+        default=None,
+        description="sizes of pruned layers ({module path: [in, out, groups] | [features] | [in, out]}), "
+        "as written by the prune pass into student.pruned.json",
+    )
+
+    @field_validator("arch")
+    @classmethod
+    def _builder_form(cls, v: str) -> str:
+        """The form of a builder name; whether a zoo name exists is checked by the compiler (models floor)."""
+        if ":" in v:  # your own builder, "package.module:function", imported when the model is built
+            module, _, func = v.partition(":")
+            if not module or not func.isidentifier():
+                raise ValueError(f"arch {v!r} must look like 'package.module:function'")
+        return v
+
+
+class Normalize(Strict):
+    mean: list[float]
+    std: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Normalize:
+        if len(self.mean) != len(self.std):
+            raise ValueError("mean and std must have one value per channel each")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be > 0")
+        return self
+
+
+DataSource = Literal["fashion-mnist", "npz", "image-folder", "callable"]
+
+
+class DataConfig(Strict):
+    """Where the training/test images come from and how they are normalised."""
+
+    source: DataSource = "fashion-mnist"
+    path: Path | None = Field(default=None, description="folder or file of the source, relative to model.yaml")
+    callable: str | None = Field(default=None, description="'module:function' returning the arrays (source: callable)")
+    subset: bool = Field(
+        default=False, description="fashion-mnist: use the bundled subset even when the full set exists"
+    )
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = Field(default=10, ge=2)
+    normalize: Normalize | None = None
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    train_limit: int | None = Field(default=None, ge=1)
+    test_limit: int | None = Field(default=None, ge=1)
+    labels: Literal["given", "teacher"] = Field(
+        default="given", description="teacher: the data is unlabelled; training uses the teacher's predictions"
+    )
+    fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used to train")
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> DataConfig:
+        if self.source == "callable" and not self.callable:
+            raise ValueError("source 'callable' needs callable: 'package.module:function'")
+        if self.callable and ":" not in self.callable:
+            raise ValueError(f"callable {self.callable!r} must look like 'package.module:function'")
+        if self.source in ("npz", "image-folder") and self.path is None:
+            raise ValueError(f"source {self.source!r} needs path: (the {'file' if self.source == 'npz' else 'folder'})")
+        return self
+
+
+class CalibrationConfig(Strict):
+    """Samples used to calibrate INT8 ranges (the training split by default; never the test split)."""
+
+    source: Literal["train", "val", "npz"] = Field(
+        default="train", description="train/val split, or npz: your own images (array 'x') at path"
+    )
+    path: Path | None = Field(default=None, description="source npz: the .npz file, relative to model.yaml")
+    samples: int = Field(default=256, ge=1)
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+    @model_validator(mode="after")
+    def _npz_needs_path(self) -> CalibrationConfig:
+        if self.source == "npz" and self.path is None:
+            raise ValueError("source 'npz' needs path: (a .npz file with an array 'x' of images)")
+        return self
+
+
+class Constraints(Strict):
+    max_accuracy_drop: float | None = Field(default=None, ge=0, description="points below the teacher")
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_size_mb: float | None = Field(default=None, gt=0)
+
+
+class PassEntry(BaseModel):
+    """One item of ``passes:``: its registered name and its validated config."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    name: str
+    config: Any
+
+
+class ModelConfig(Strict):
+    name: str = "model"
+    teacher: ModelSpec
+    student: ModelSpec | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    passes: list[PassEntry]
+    constraints: Constraints = Field(default_factory=Constraints)
+    seed: int = 0
+
+    #: folder of the YAML file; relative paths are resolved against it
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything but the passes, as plain data (the pipeline hashes it for the cache)."""
+        d = self.model_dump(mode="json", exclude={"passes", "base_dir", "source_file"})
+        return d

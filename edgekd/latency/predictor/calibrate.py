@@ -1,0 +1,231 @@
+"""Build a latency predictor for a target: generate calibration models, measure them there, fit the kernel table.
+
+The calibration set is random (seeded) so that it covers many shapes: ResNet-like networks (2-4 stages of 1-4
+basic blocks, widths often multiples of 16 or 8, kernel 1/3/5/7, 1 or 3 input channels, 12-64 px inputs) and
+plain stacks (conv-bn-relu of random kernel/stride/width, depthwise-separable blocks, max-pooling).
+Each is exported to ONNX and measured by the standalone runner on the target's device (or this host when the
+target is the host), interleaved, ``repeats`` times; the median p50 of each model is what the table is fitted on.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.config.target import TargetConfig
+from edgekd.core.errors import ProfilingError
+from edgekd.latency.device import measure_on_device
+from edgekd.latency.measure import measure
+from edgekd.latency.predictor.fit import CHANNEL_BLOCKS
+from edgekd.latency.predictor.kernels import detect
+from edgekd.latency.predictor.model import LatencyPredictor
+from edgekd.models.count import count_macs
+from edgekd.models.zoo.resnet import CifarResNet
+
+MAX_MACS = 200e6  # keeps one calibration model within a few milliseconds on a small CPU
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def plain_stack(spec: dict[str, Any]) -> nn.Module:
+    """A sequential CNN from ``spec`` (layers: [kind, cout, kernel, stride]) ending in pooling and a classifier."""
+    layers: list[nn.Module] = []
+    cin = spec["in_channels"]
+    for kind, cout, k, stride in spec["layers"]:
+        if kind == "conv":
+            layers += _conv_bn_relu(cin, cout, k, stride)
+        elif kind == "sep":  # depthwise-separable: dw kxk then pointwise 1x1
+            layers += _conv_bn_relu(cin, cin, k, stride, groups=cin) + _conv_bn_relu(cin, cout, 1, 1)
+        elif kind == "maxpool":
+            layers.append(nn.MaxPool2d(2))
+            cout = cin
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(cin, spec["num_classes"])]
+    return nn.Sequential(*layers)
+
+
+def build_spec(spec: dict[str, Any]) -> nn.Module:
+    if spec["kind"] == "resnet":
+        p = {k: spec[k] for k in ("blocks", "widths", "kernel", "in_channels", "num_classes")}
+        return CifarResNet(**p)
+    return plain_stack(spec)
+
+
+def _width(rng: random.Random, top: int = 160) -> int:
+    """A channel count: multiples of 16 and of 8 are common in real networks and run on faster paths; narrow
+    stages (8, 12) are common in small edge models and in the search spaces, and blocked runtimes run them on
+    their own kernels (fewer input channels than the block), so they are drawn often enough to be fitted."""
+    r = rng.random()
+    if r < 0.15:
+        return rng.choice([8, 12])
+    if r < 0.5:
+        return 16 * rng.randint(1, top // 16)
+    if r < 0.75:
+        return 8 * rng.randint(1, top // 8)
+    return rng.randint(4, top)
+
+
+def random_spec(rng: random.Random) -> dict[str, Any]:
+    size = rng.choice([12, 16, 20, 24, 28, 32, 40, 48, 56, 64])
+    common = {"in_channels": rng.choice([1, 3]), "num_classes": rng.choice([10, 100]), "size": size}
+    if rng.random() < 0.6:
+        stages = rng.choice([2, 3, 3, 4])
+        return {
+            "kind": "resnet",
+            **common,
+            "blocks": [rng.randint(1, 4) for _ in range(stages)],
+            "widths": sorted(_width(rng, 128) for _ in range(stages)),
+            "kernel": rng.choice([1, 3, 3, 5, 7]),
+        }
+    layers = []
+    for _ in range(rng.randint(2, 8)):
+        kind = rng.choice(["conv", "conv", "sep", "maxpool"])
+        layers.append([kind, _width(rng), rng.choice([1, 3, 3, 5, 7]), rng.choice([1, 1, 2])])
+    return {"kind": "plain", **common, "layers": layers}
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """A canonical text of a spec (to check that benchmark models are not calibration models)."""
+    return repr(sorted((k, repr(v)) for k, v in spec.items()))
+
+
+def calibration_specs(n: int, seed: int = 0, max_macs: float | None = None) -> list[dict[str, Any]]:
+    """``n`` distinct random specs within ``max_macs`` (default MAX_MACS)."""
+    max_macs = MAX_MACS if max_macs is None else max_macs
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        spec = random_spec(rng)
+        key = spec_key(spec)
+        if key in seen:
+            continue
+        shape = (spec["in_channels"], spec["size"], spec["size"])
+        try:
+            with torch.device("meta"):  # shapes only (no weights, no arithmetic): rejects large models cheaply
+                if count_macs(build_spec(spec), shape) > max_macs:
+                    continue
+        except RuntimeError:
+            pass  # decided on the CPU below
+        try:
+            macs = count_macs(build_spec(spec), shape)
+        except RuntimeError:  # downsampled below 1 pixel
+            continue
+        if macs > max_macs:
+            continue
+        seen.add(key)
+        out.append(spec)
+    return out
+
+
+def export_spec(spec: dict[str, Any], path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = build_spec(spec).eval()
+    return export_onnx(model, torch.zeros(1, spec["in_channels"], spec["size"], spec["size"]), path)
+
+
+def measure_files(
+    target: TargetConfig,
+    paths: list[Path],
+    repeats: int = 3,
+    warmup: int | None = None,
+    runs: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    clock: str = "wall",
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    """Median p50 per file over ``repeats`` interleaved measurements on the target, the spread (max-min)/median of
+    each, and a description of where they ran. Refuses a target that is neither this host nor reachable.
+    ``clock="thread"`` (this host, one thread) times thread CPU time instead of wall time (see runner.measure)."""
+    tp = target.profile
+    kwargs: dict[str, Any] = {
+        "threads": target.runtime.threads,
+        "warmup": tp.warmup if warmup is None else warmup,
+        "runs": runs or tp.runs,
+        "rounds": tp.rounds,
+        "batch": tp.batch,
+    }
+    p50s: list[list[float]] = [[] for _ in paths]
+    where, info = "", {}
+    why: list[str] = []
+    for r in range(repeats):
+        order = list(range(len(paths)))
+        if r % 2:
+            order.reverse()  # alternate the order so no model is always measured first
+        files = [paths[i] for i in order]
+        dev = None if clock != "wall" else measure_on_device(target, files, note=why.append, **kwargs)
+        if dev is not None:
+            stats, where, info = dev.stats, dev.where, {"address": dev.device.get("address"), **dev.device}
+        elif target.is_host:
+            stats = measure(files, clock=clock, **kwargs)
+            where = stats[0].where if stats else "host"
+            info = {"machine": where}
+        else:
+            reason = f" ({why[0]})" if why else ""
+            raise ProfilingError(
+                f"cannot measure on {target.name}: it is not this host and its device cannot be used{reason}",
+                fix="give the target a reachable SSH device (device.kind: ssh) or pass --device user@host",
+            )
+        for i, s in zip(order, stats, strict=True):
+            p50s[i].append(s.p50_ms)
+        if on_progress is not None:
+            on_progress(r + 1, repeats)
+    med = [statistics.median(v) for v in p50s]
+    spread = [(max(v) - min(v)) / m if m > 0 else 0.0 for v, m in zip(p50s, med, strict=True)]
+    first = stats[0] if stats else None
+    device = {
+        "where": where,
+        "threads": kwargs["threads"],
+        "batch": kwargs["batch"],
+        "runtime": first.runtime if first else None,
+        "runtime_version": first.runtime_version if first else None,
+        "runs": kwargs["runs"],
+        "repeats": repeats,
+        "clock": clock,
+        **{k: v for k, v in info.items() if k not in ("where",)},
+    }
+    return med, spread, device
+
+
+def build_predictor(
+    target: TargetConfig,
+    models: int = 60,
+    repeats: int = 3,
+    seed: int = 0,
+    runs: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    max_macs: float | None = None,
+) -> LatencyPredictor:
+    """Measure ``models`` random calibration models on ``target`` and fit its latency predictor."""
+    specs = calibration_specs(models, seed, max_macs)
+    with tempfile.TemporaryDirectory(prefix="edgekd-calib-") as tmp:
+        paths = [export_spec(s, Path(tmp) / f"calib{i:03d}.onnx", seed) for i, s in enumerate(specs)]
+        return fit_files(target, specs, paths, repeats, runs, on_progress)
+
+
+def fit_files(
+    target: TargetConfig,
+    specs: list[dict[str, Any]],
+    paths: list[Path],
+    repeats: int = 3,
+    runs: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    clock: str = "wall",
+) -> LatencyPredictor:
+    """Measure the exported calibration models ``paths`` (built from ``specs``) and fit the predictor on them."""
+    graphs = [{b: detect(p, channel_block=b) for b in CHANNEL_BLOCKS} for p in paths]
+    med, spread, device = measure_files(target, paths, repeats, runs=runs, on_progress=on_progress, clock=clock)
+    rows = [
+        {"name": f"calib{i:03d}", "spec": s, "p50_ms": m, "p50_spread": sp, "graphs": g}
+        for i, (s, m, sp, g) in enumerate(zip(specs, med, spread, graphs, strict=True))
+    ]
+    return LatencyPredictor.from_measurements(rows, device, target=target.name)

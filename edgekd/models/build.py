@@ -1,0 +1,129 @@
+"""Build models named in model.yaml and load their checkpoints safely."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgekd.config.model import ModelSpec
+from edgekd.core.errors import ModelError
+from edgekd.core.schema import did_you_mean
+from edgekd.models import zoo
+
+
+def arch_problem(arch: str) -> str | None:
+    """What is wrong with an ``arch`` name of model.yaml, or None when it names a zoo architecture or a builder."""
+    if ":" in arch or arch in zoo.names():
+        return None
+    return (
+        f"unknown architecture {arch!r}{did_you_mean(arch, zoo.names())}; known: {', '.join(zoo.names())}, "
+        "or 'package.module:function' for your own builder"
+    )
+
+
+def build(spec: ModelSpec, key: str) -> nn.Module:
+    """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors."""
+    try:
+        model = zoo.build(spec.arch, spec.params)
+        if spec.shapes:
+            from edgekd.models.shapes import apply_shapes
+
+            apply_shapes(model, spec.shapes)
+        return model
+    except ImportError as exc:
+        raise ModelError(
+            f"{key}.arch: cannot import {spec.arch!r} ({exc})",
+            fix="make the module importable (install it or set PYTHONPATH) and check the function name",
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{key}: cannot build {spec.arch} with params {spec.params}: {exc}",
+            fix=f"check {key}.params (and {key}.shapes) against the {spec.arch} builder's arguments",
+        ) from exc
+
+
+def load_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """Load a tensor-only checkpoint: ``.safetensors``, or a torch file read with ``weights_only=True``
+    (pickles holding code are refused)."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(
+                f"{key}.checkpoint {path}: not a valid safetensors file ({exc})",
+                fix="write it with safetensors.torch.save_file(model.state_dict(), path)",
+            ) from exc
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # not code, just bytes torch cannot parse
+            raise ModelError(
+                f"{key}.checkpoint {path}: cannot read: not a torch checkpoint file",
+                fix="give a file written by torch.save(model.state_dict(), path)",
+            ) from exc
+        raise ModelError(
+            f"{key}.checkpoint {path}: refused to load: the file holds Python objects, not only tensors "
+            "(loading it could run arbitrary code)",
+            fix="re-save it with torch.save(model.state_dict(), path) from code you trust",
+        ) from exc
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ModelError(
+            f"{key}.checkpoint {path}: cannot read ({exc})", fix="give a file written by torch.save"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(
+            f"{key}.checkpoint {path}: not a state_dict (name -> tensor)",
+            fix="save with torch.save(model.state_dict(), path)",
+        )
+    return state
+
+
+def load_weights(model: nn.Module, path: Path, key: str) -> None:
+    state = load_state_dict(path, key)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} with other shapes (e.g. {'; '.join(shapes[:2])})")
+        raise ModelError(
+            f"{key}.checkpoint {path} does not fit {key}.arch/params: " + ", ".join(parts),
+            fix=f"set {key}.params to the architecture the checkpoint was trained with",
+        )
+    model.load_state_dict(state)
+
+
+def check_input(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, key: str) -> None:
+    """One forward pass on zeros: the model must accept data.input_shape and give num_classes logits."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except RuntimeError as exc:
+        raise ModelError(
+            f"{key} does not accept inputs of data.input_shape {list(input_shape)}: {str(exc).splitlines()[0]}",
+            fix=f"set data.input_shape to what the model expects, or {key}.params.in_channels",
+        ) from exc
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise ModelError(
+            f"{key} gives outputs of shape {list(out.shape)}, expected [N, {num_classes}] (data.num_classes)",
+            fix=f"set {key}.params.num_classes to {num_classes} or fix data.num_classes",
+        )

@@ -1,1 +1,0 @@
-"""Training-free student search: zero-cost proxies (DisWOT and baselines)."""

@@ -1,0 +1,101 @@
+"""What flows through the passes: the run's :class:`Context` and the :class:`Artifact` files passes produce."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from edgekd.config.model import ModelConfig, ModelSpec
+from edgekd.config.target import TargetConfig
+from edgekd.core.artifacts import atomic_writer, sha256_file
+from edgekd.core.progress import EventLog, TaskProgress, console
+from edgekd.data.dataset import DataBundle
+
+
+@dataclass
+class Artifact:
+    """A file a pass produced: where it is in the run folder, its hash, and what is known about it."""
+
+    name: str
+    path: str  # relative to the run folder
+    sha256: str
+    bytes: int
+    kind: str  # onnx, tflite, engine, text, ...
+    precision: str = "fp32"
+    backend: str = "onnx"
+    producer: str = ""
+    info: dict[str, Any] = field(default_factory=dict)  # parity, accuracy, latency, ...
+
+    def record(self) -> dict[str, Any]:
+        """Every field as plain data (the cache stores it; ``Artifact(**record)`` restores it)."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Context:
+    """What flows through the passes."""
+
+    config: ModelConfig
+    target: TargetConfig
+    run_dir: Path
+    data: DataBundle
+    teacher: nn.Module
+    student: nn.Module | None
+    student_spec: ModelSpec | None
+    events: EventLog
+    quiet: bool = False
+    capabilities: set[str] = field(default_factory=set)
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    current_pass: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)  # one per pass run so far (status, key, seconds)
+    plan: list[Any] = field(default_factory=list)  # the Pass objects of this compile, in order
+    stages_run: list[Any] = field(default_factory=list)  # those run (or restored) so far: result.json and report
+
+    def progress(self, label: str | None = None) -> TaskProgress:
+        return TaskProgress(label or self.current_pass, self.events, self.quiet)
+
+    def note(self, text: str) -> None:
+        """Something the report must say plainly (a figure not measured, a fallback taken)."""
+        if text not in self.notes:
+            self.notes.append(text)
+            self.events.emit("note", text=text)
+            if not self.quiet:
+                console.print(f"  [yellow]note:[/] {text}")
+
+    @contextlib.contextmanager
+    def artifact(self, name: str, filename: str, kind: str, **meta: Any) -> Iterator[Path]:
+        """Write an artifact atomically: the block writes the yielded temp path; on success it is renamed,
+        hashed and registered under ``name``."""
+        final = self.run_dir / filename
+        with atomic_writer(final) as tmp:
+            yield tmp
+            if tmp.is_file():
+                with open(tmp, "rb") as f:  # on disk before the rename makes it final
+                    os.fsync(f.fileno())
+        self.add_artifact(name, final, kind, **meta)
+
+    def add_artifact(self, name: str, path: Path, kind: str, **meta: Any) -> Artifact:
+        art = Artifact(
+            name=name,
+            path=str(path.relative_to(self.run_dir)),
+            sha256=sha256_file(path),
+            bytes=path.stat().st_size,
+            kind=kind,
+            producer=self.current_pass,
+            **meta,
+        )
+        self.artifacts[name] = art
+        self.events.emit("artifact", name=name, path=art.path, sha256=art.sha256, bytes=art.bytes)
+        return art
+
+    def path_of(self, name: str) -> Path:
+        return self.run_dir / self.artifacts[name].path

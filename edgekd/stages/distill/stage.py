@@ -1,0 +1,256 @@
+"""distill: train the student from the teacher with a weighted sum of named loss terms.
+
+```yaml
+- distill:
+    epochs: 30
+    optimizer: {lr: 0.05, momentum: 0.9, weight_decay: 5.0e-4}
+    schedule: cosine
+    loss:
+      ce: 1.0
+      kd: {weight: 0.9, temperature: 4}
+      fitnet: {weight: 100, pairs: [{student: layer2, teacher: layer3}]}
+```
+Terms: see :mod:`edgekd.train.losses` (ce, kd, dkd, dist, sinkhorn, fitnet, at, sp, rkd,
+diswot_semantic, diswot_relation, minilm). Layer names are module paths, checked before anything runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.schema import Strict, did_you_mean
+from edgekd.data.dataset import Split
+from edgekd.document.model import Section
+from edgekd.models.count import count_params
+from edgekd.pipeline.context import Context
+from edgekd.pipeline.stage import Pass, register_pass
+from edgekd.stages.distill.report import distill_sections
+from edgekd.train.distributed import fit_distributed
+from edgekd.train.inherit import inherit
+from edgekd.train.loop import TrainSettings, accuracy
+from edgekd.train.losses import TERMS, Term
+from edgekd.train.objective import Recipe, fit
+from edgekd.train.pairing import check_layer
+
+
+class Optimizer(Strict):
+    name: Literal["sgd"] = "sgd"
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+
+
+class LayerPair(Strict):
+    student: str
+    teacher: str
+
+
+def _term_settings(name: str, value: Any) -> dict[str, Any]:
+    """Validate one loss entry: a number (its weight) or a mapping with weight, pairs and the term's options."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = {"weight": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: give a weight (number) or a mapping {{weight: ..., ...}}, not {value!r}")
+    settings = dict(value)
+    weight = settings.pop("weight", 1.0)
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
+        raise ValueError(f"{name}.weight: must be a number >= 0, got {weight!r}")
+    builder, needs_pairs = TERMS[name]
+    allowed = [p for p in inspect.signature(builder).parameters if p != "pairs"]
+    if needs_pairs:
+        pairs = settings.pop("pairs", None)
+        if not pairs:
+            raise ValueError(f"{name}.pairs: required, e.g. [{{student: layer3, teacher: layer3}}]")
+        settings["pairs"] = [LayerPair.model_validate(p).model_dump() for p in pairs]
+    for key, v in settings.items():
+        if key != "pairs" and key not in allowed:
+            raise ValueError(
+                f"{name}.{key}: unknown option{did_you_mean(key, allowed)}; "
+                f"options: weight{', pairs' if needs_pairs else ''}{''.join(', ' + a for a in allowed)}"
+            )
+        if key != "pairs" and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise ValueError(f"{name}.{key}: must be a number, got {v!r}")
+    return {"weight": float(weight), **settings}
+
+
+class DistillConfig(Strict):
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    loss: dict[str, Any] = Field(
+        default_factory=lambda: {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4.0}}, validate_default=True
+    )
+    init: Literal["random", "inherit"] = Field(
+        default="random", description="inherit: copy teacher weights where shapes allow"
+    )
+    labels: Literal["given", "teacher"] | None = Field(
+        default=None, description="teacher: train on the teacher's argmax (default: data.labels)"
+    )
+    fraction: float | None = Field(
+        default=None, gt=0, le=1, description="random share of the training split used (default: data.fraction)"
+    )
+    augment: bool = True
+    early_stop: int | None = Field(default=None, ge=1, description="patience in epochs on validation accuracy")
+    nproc: int = Field(default=1, ge=1, le=64, description="data-parallel processes (DDP, gloo on CPU)")
+    seed: int | None = None
+    threads: int | None = Field(default=None, ge=1)
+
+    def recipe(self, seed: int, labels: str) -> Recipe:
+        """The training recipe these settings describe, with the compile's ``seed`` and the resolved ``labels``."""
+        return Recipe(
+            loss=self.loss,
+            labels=labels,
+            augment=self.augment,
+            settings=TrainSettings(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.optimizer.lr,
+                momentum=self.optimizer.momentum,
+                weight_decay=self.optimizer.weight_decay,
+                schedule=self.schedule,
+                augment=self.augment,
+                seed=seed,
+                threads=self.threads,
+                patience=self.early_stop,
+            ),
+        )
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_terms(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            raise ValueError("loss: name at least one term, e.g. {ce: 1.0}")
+        out = {}
+        for name, value in v.items():
+            if name not in TERMS:
+                raise ValueError(
+                    f"unknown loss term {name!r}{did_you_mean(name, list(TERMS))}; terms: {', '.join(TERMS)}"
+                )
+            out[name] = _term_settings(name, value)
+        if not any(t["weight"] > 0 for t in out.values()):
+            raise ValueError("every term has weight 0")
+        return out
+
+
+def _pairs(cfg: DistillConfig) -> list[tuple[str, str, str]]:
+    """(term name, student layer, teacher layer) for every pair the loss names."""
+    return [(name, p["student"], p["teacher"]) for name, t in cfg.loss.items() for p in t.get("pairs", [])]
+
+
+@register_pass
+class Distill(Pass):
+    name = "distill"
+    Config = DistillConfig
+    requires = frozenset({"teacher", "data", "student"})
+    produces = frozenset({"distilled"})
+    must_precede: ClassVar[dict[str, str]] = {
+        "lowered": "distillation changes the PyTorch student, and lower has already exported it"
+    }
+    changes_student = True
+    result_key = ("student", "distill")
+
+    @classmethod
+    def report_sections(cls, result: dict[str, Any]) -> list[Section]:
+        return distill_sections(result.get("student", {}))
+
+    def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
+        c: DistillConfig = self.config  # type: ignore[assignment]
+        problems = []
+        index: dict[str, int] = {}
+        for term, s, t in _pairs(c):
+            i = index[term] = index.get(term, -1) + 1
+            base = f"{where}.loss.{term}.pairs[{i}]"
+            if student is not None and (p := check_layer(student, s, f"{base}.student", "student")):
+                problems.append(p)
+            if p := check_layer(teacher, t, f"{base}.teacher", "teacher"):
+                problems.append(p)
+        if problems:
+            raise ConfigError(
+                f"{len(problems)} layer name problem(s)\n  " + "\n  ".join(problems),
+                fix="layer names are module paths (print(model) shows them)",
+                problems=problems,
+            )
+
+    def run(self, ctx: Context) -> None:
+        c: DistillConfig = self.config  # type: ignore[assignment]
+        assert ctx.student is not None
+        teacher, student = ctx.teacher, ctx.student
+        seed = ctx.config.seed if c.seed is None else c.seed
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        labels = c.labels or ctx.config.data.labels
+        fraction = c.fraction if c.fraction is not None else ctx.config.data.fraction
+        metrics: dict[str, Any] = {"loss": c.loss, "init": c.init, "labels": labels, "fraction": fraction}
+        if c.init == "inherit":
+            metrics["inherited"] = inherit(student, teacher, ctx.data.train.x[:2])
+            if metrics["inherited"]["copied"] + metrics["inherited"]["sliced"] == 0:
+                ctx.note("distill.init inherit: no teacher tensor fits the student; it stays randomly initialised")
+
+        train_split = ctx.data.train
+        if fraction < 1:
+            g = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * fraction))]
+            train_split = Split(train_split.x[keep], train_split.y[keep])
+
+        recipe = c.recipe(seed, labels)
+        if c.nproc > 1:
+            assert ctx.student_spec is not None
+            state, history, agreement = fit_distributed(
+                c.nproc,
+                recipe,
+                ctx.config.teacher,
+                teacher.state_dict(),
+                ctx.student_spec,
+                student.state_dict(),
+                train_split,
+                ctx.data.val,
+                ctx.events.path,
+                ctx.quiet,
+            )
+            student.load_state_dict(state)
+            student.eval()
+            metrics["distributed"] = {"processes": c.nproc, "backend": "gloo", **agreement}
+        else:
+            history = fit(
+                student,
+                student,
+                teacher,
+                train_split,
+                ctx.data.val,
+                recipe,
+                ctx.progress("distill"),
+                lambda rec: ctx.events.emit("epoch", pass_="distill", **rec),
+            )
+        test_acc = accuracy(student, ctx.data.test)
+        metrics.update(
+            {
+                "epochs": history.epochs,
+                "best_epoch": history.best_epoch,
+                "stopped_early": history.stopped_early,
+                "val_accuracy": history.best_val_accuracy,
+                "test_accuracy": test_acc,
+                "seconds": round(history.seconds, 1),
+                "train_samples": len(train_split),
+            }
+        )
+        ctx.metrics["distill"] = metrics
+        ctx.stages.append(
+            {
+                "stage": "distill",
+                "model": "student fp32 (PyTorch)",
+                "accuracy": test_acc,
+                "params": count_params(student),
+                "measured": "PyTorch on host, test split",
+            }
+        )
+
+
+__all__ = ["Distill", "DistillConfig", "Term"]

@@ -1,0 +1,149 @@
+"""lower: export the student to every backend the target names, then parity-check every artifact.
+
+* ONNX (always): the legacy exporter for opset <= 17, the dynamo exporter for >= 18 (opset from ``lower.opset``,
+  else the target's ``runtime.options.opset``, else 17), one file, optional dynamic batch, simplified (constant
+  folding) unless ``simplify: false``.
+* TFLite (``tflite`` backend): fp32, fp16 and full-integer INT8 ``.tflite`` converted from the PyTorch student
+  (see :mod:`edgekd.backends.tflite.lower`), NHWC input/output unless the target or config says ``nchw``.
+* TensorRT (``tensorrt`` backend): the TensorRT-ready ONNX (the QDQ INT8 from the quantize pass, sanitized and
+  checked for what TensorRT's parser accepts) and ``build_engines.sh`` with the exact ``trtexec`` commands; the
+  engines themselves are built here only where TensorRT imports and a GPU exists.
+
+Parity runs on held-out test images: fp32 artifacts must match within ``parity.atol`` (max abs logit difference);
+fp16 and quantized ones must keep ``min_top1`` % top-1 agreement and ``min_cosine`` logit cosine. A failure stops
+the compile. Each artifact's accuracy on the test split is measured in its own runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from edgekd.backends.base import BACKENDS, accuracy, load_function, runs_here, runtime_name
+from edgekd.backends.onnx.lower import LEGACY_MAX_OPSET
+from edgekd.backends.parity import ParityReport, check_parity
+from edgekd.backends.tensorrt.lower import TensorrtConfig
+from edgekd.backends.tflite.lower import TfliteConfig, tflite_delegate
+from edgekd.config.target import TargetConfig
+from edgekd.core.errors import ConfigError
+from edgekd.core.schema import Strict
+from edgekd.document.model import Section
+from edgekd.pipeline.context import Artifact, Context
+from edgekd.pipeline.stage import Pass, register_pass
+from edgekd.stages.lower.report import lower_sections
+
+
+class ParityConfig(Strict):
+    samples: int = Field(default=256, ge=1, description="held-out test images compared")
+    atol: float = Field(default=1e-4, gt=0, description="fp32: max abs logit difference")
+    min_cosine: float = Field(default=0.99, gt=0, le=1, description="fp16/quantized: mean logit cosine")
+    min_top1: float = Field(default=97.0, gt=0, le=100, description="fp16/quantized: top-1 agreement, percent")
+
+
+class LowerConfig(Strict):
+    opset: int | None = Field(
+        default=None, ge=13, le=21, description="ONNX opset (<= 17 legacy exporter, >= 18 dynamo); default: target's"
+    )
+    dynamic_batch: bool = False
+    simplify: bool = Field(default=True, description="constant folding + dead-node removal, checked by parity")
+    parity: ParityConfig = Field(default_factory=ParityConfig)
+    evaluate: bool = Field(default=True, description="measure each artifact's accuracy on the test split")
+    tflite: TfliteConfig = Field(default_factory=TfliteConfig)
+    tensorrt: TensorrtConfig = Field(default_factory=TensorrtConfig)
+
+
+def target_opset(c: LowerConfig, target: TargetConfig) -> int:
+    return int(c.opset or target.runtime.options.get("opset", LEGACY_MAX_OPSET))
+
+
+@register_pass
+class Lower(Pass):
+    name = "lower"
+    Config = LowerConfig
+    requires = frozenset({"student"})
+    produces = frozenset({"lowered"})
+    result_key = ("lower",)
+
+    @classmethod
+    def report_sections(cls, result: dict[str, Any]) -> list[Section]:
+        return lower_sections(result.get("lower") or {})
+
+    def check_target(self, where: str, target: TargetConfig) -> None:
+        """Before anything runs: the target's backends must be usable here (the TFLite converter is installed)."""
+        c: LowerConfig = self.config  # type: ignore[assignment]
+        for name in target.backends:
+            if (check := BACKENDS[name].check) is not None:
+                load_function(check)(c, target)
+        opset = target_opset(c, target)
+        if not 13 <= opset <= 21:
+            raise ConfigError(
+                f"{where}: target {target.name} asks for ONNX opset {opset} (runtime.options.opset)",
+                fix="use an opset from 13 to 21 (set lower.opset in model.yaml)",
+            )
+
+    def run(self, ctx: Context) -> None:
+        c: LowerConfig = self.config  # type: ignore[assignment]
+        assert ctx.student is not None
+        ctx.student.eval()
+        x = ctx.data.test.x
+        opset = target_opset(c, ctx.target)
+        summary: dict[str, Any] = {"opset": opset, "exporter": "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"}
+        summary["dynamic_batch"] = c.dynamic_batch
+        for name in dict.fromkeys(["onnx", *ctx.target.backends]):  # ONNX always, first: the others may build on it
+            BACKENDS[name].lower_fn()(ctx, c, summary)
+        held_out = x[: c.parity.samples]
+        threads = ctx.target.runtime.threads
+        delegate = tflite_delegate(c, ctx.target)
+        results = {}
+        for art in list(ctx.artifacts.values()):
+            if not runs_here(ctx.path_of(art.name)):  # engines are checked where they are built
+                continue
+            report = self._parity(ctx, c, art, held_out, threads, delegate)
+            runtime = runtime_name(ctx.path_of(art.name))
+            if c.evaluate:
+                art.info["accuracy"] = accuracy(ctx.path_of(art.name), x, ctx.data.test.y, threads, delegate)
+                art.info["accuracy_where"] = f"{runtime} on host, test split ({len(x)} images)"
+            results[art.name] = {"parity": report.to_dict(), "accuracy": art.info.get("accuracy")}
+            ctx.stages.append(
+                {
+                    "stage": "lower",
+                    "model": f"{art.name} ({art.precision})",
+                    "accuracy": art.info.get("accuracy"),
+                    "bytes": art.bytes,
+                    "artifact": art.name,
+                    "measured": f"{runtime} on host, test split",
+                }
+            )
+        summary["artifacts"] = results
+        ctx.metrics["lower"] = summary
+
+    # ------------------------------------------------------------------ parity
+
+    @staticmethod
+    def _parity(
+        ctx: Context, c: LowerConfig, art: Artifact, held_out: Any, threads: int | None, delegate: str
+    ) -> ParityReport:
+        assert ctx.student is not None
+        report = check_parity(
+            ctx.student,
+            ctx.path_of(art.name),
+            held_out,
+            mode="exact" if art.precision == "fp32" else "quantized",
+            atol=c.parity.atol,
+            min_cosine=c.parity.min_cosine,
+            min_top1=c.parity.min_top1,
+            threads=threads,
+            delegate=delegate,
+        )
+        art.info["parity"] = report.to_dict()
+        ctx.events.emit(
+            "parity",
+            artifact=art.name,
+            passed=report.passed,
+            max_abs_diff=report.max_abs_diff,
+            top1_agreement=report.top1_agreement,
+            cosine=report.cosine,
+        )
+        report.raise_if_failed()
+        return report

@@ -1,0 +1,86 @@
+"""profile: latency of every ONNX artifact (and of the teacher, side by side) in ONNX Runtime, batch 1.
+
+Runs are interleaved in rounds in one subprocess, so the teacher and student share the machine's
+noise and their ratio is fair. Every figure records where it was measured.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from edgekd.backends.base import runs_here
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.core.schema import Strict
+from edgekd.latency.for_target import measure_for_target, predicted_for
+from edgekd.pipeline.context import Context
+from edgekd.pipeline.stage import Pass, Produced, register_pass
+
+
+class ProfileConfig(Strict):
+    warmup: int | None = Field(default=None, ge=0, description="default: the target's profile.warmup")
+    runs: int | None = Field(default=None, ge=1, description="default: the target's profile.runs")
+    rounds: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, description="default: the target's runtime.threads")
+    include_teacher: bool = Field(default=True, description="also measure the teacher fp32 for the speed-up ratio")
+    per_layer: int = Field(default=5, ge=0, description="top-k slowest layers per model (0: no per-layer profile)")
+
+
+@register_pass
+class Profile(Pass):
+    name = "profile"
+    Config = ProfileConfig
+    requires = frozenset({"lowered"})
+    produces = frozenset({"profiled"})
+    result_key = ("profile",)
+
+    def run(self, ctx: Context) -> Produced:
+        c: ProfileConfig = self.config  # type: ignore[assignment]
+        tp = ctx.target.profile
+        threads = c.threads or ctx.target.runtime.threads
+        if c.include_teacher:
+            path = export_onnx(ctx.teacher, ctx.data.test.x[:1], ctx.run_dir / "teacher.onnx")  # written atomically
+            ctx.add_artifact("teacher_onnx", path, "onnx", precision="fp32", backend="onnx")
+        arts = [a for a in ctx.artifacts.values() if runs_here(ctx.path_of(a.name))]
+        warmup = tp.warmup if c.warmup is None else c.warmup
+        runs, rounds = c.runs or tp.runs, c.rounds or tp.rounds
+        bar = ctx.progress("profile")
+        total_runs = warmup * len(arts) + runs * len(arts)
+        bar.start(f"{len(arts)} models", total_runs)
+        done = 0
+
+        def on_progress(n: int, total: int) -> None:
+            nonlocal done
+            n = round(n * total_runs / total) if total else n  # the device runner counts steps, not runs
+            bar.advance(n - done)
+            done = n
+
+        paths = [ctx.path_of(a.name) for a in arts]
+        m = measure_for_target(
+            ctx.target, paths, warmup, runs, rounds, threads, [a.precision for a in arts], c.per_layer, on_progress,
+            ctx.note,
+        )  # fmt: skip
+        predicted = predicted_for(ctx.target, paths, c.per_layer, ctx.note) if not m.on_target else {}
+        results = {}
+        for art, path, s in zip(arts, paths, m.stats, strict=True):
+            d = s.to_dict()
+            d["measured"] = True
+            if str(path) in predicted:
+                d["predicted"] = predicted[str(path)]
+            art.info["latency"] = d
+            results[art.name] = d
+        bar.finish(**{f"{n}_p50_ms": r["p50_ms"] for n, r in results.items()})
+        if "teacher_onnx" in results:
+            t50 = results["teacher_onnx"]["p50_ms"]
+            for r in results.values():
+                r["speedup_vs_teacher"] = round(t50 / r["p50_ms"], 3) if r["p50_ms"] > 0 else None
+        ctx.metrics["profile"] = {
+            "threads": threads,
+            "batch": tp.batch,
+            "where": m.where,
+            "source": m.source,
+            "results": results,
+        }
+        if m.device is not None:
+            ctx.metrics["profile"]["device"] = m.device
+        # host figures taken because the device could not be used are not cached: the next run tries the device again
+        return Produced(cacheable=m.device is not None or ctx.target.device.kind != "ssh")

@@ -1,0 +1,264 @@
+"""quantize: INT8 of the student (post-training, or quantization-aware with the teacher), per-layer fallback,
+under the accuracy guard; or FP16.
+
+```yaml
+- quantize:
+    precision: int8          # int8 | fp16 | fp32
+    method: qat              # ptq: static calibration only; qat: fake-quantized KD from the teacher first
+    qat: {epochs: 2, lr: 0.001}
+    fallback: {accuracy: true, latency: model, max_layers: null}
+```
+INT8 is ONNX Runtime static QDQ with per-channel weights; calibration samples and method come from
+``calibration:``. The activation type follows the target (uint8 on x86 ONNX Runtime, where it was measured
+faster; symmetric int8 for TensorRT and LiteRT). With ``constraints.max_accuracy_drop`` the layers whose
+quantization costs the most validation accuracy go back to fp32 until the guard holds; if it cannot hold,
+the most accurate model is still saved and the pass fails naming its accuracy. ``result.json`` lists the
+precision of every layer (``student.quantize.layers``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field
+
+from edgekd.backends.base import BACKENDS
+from edgekd.backends.base import accuracy as artifact_accuracy
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.core.schema import Strict
+from edgekd.document.model import Section
+from edgekd.pipeline.context import Context
+from edgekd.pipeline.guard import guard_of
+from edgekd.pipeline.stage import Pass, register_pass
+from edgekd.stages.quantize.fallback import host_latency_ms, latency_fallback, match_layers, quantize_with_fallback
+from edgekd.stages.quantize.qat import calibrate, fake_quantized, snap_weights
+from edgekd.stages.quantize.report import quantize_sections
+from edgekd.train.loop import accuracy, teacher_predictions
+from edgekd.train.recovery import RecoveryConfig, recover, subset
+
+
+class QATConfig(RecoveryConfig):
+    epochs: int = Field(default=2, ge=1, description="fake-quantized KD epochs")
+    lr: float = Field(default=0.001, gt=0)
+
+
+class FallbackConfig(Strict):
+    accuracy: bool = Field(default=True, description="return the most sensitive layers to fp32 until the guard holds")
+    latency: Literal["off", "model", "per_layer"] = Field(
+        default="model", description="model: refuse an INT8 model slower than fp32; per_layer: also per layer"
+    )
+    max_layers: int | None = Field(default=None, ge=0, description="at most this many layers back in fp32")
+
+
+class QuantizeConfig(Strict):
+    precision: Literal["int8", "fp16", "fp32"] = "int8"
+    method: Literal["ptq", "qat"] = "ptq"
+    qat: QATConfig = Field(default_factory=QATConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    guard: bool = Field(default=True, description="respect constraints.max_accuracy_drop")
+    per_channel: bool | None = Field(default=None, description="default: the target's setting")
+    activation_type: Literal["uint8", "int8"] | None = Field(default=None, description="default: the target's setting")
+    opset: int = Field(default=17, ge=13, le=17)
+    seed: int | None = None
+
+
+@register_pass
+class Quantize(Pass):
+    name = "quantize"
+    Config = QuantizeConfig
+    requires = frozenset({"student"})
+    produces = frozenset({"quantized"})
+    must_precede: ClassVar[dict[str, str]] = {
+        "lowered": "lower exports and parity-checks every artifact; a quantized model made after it "
+        "would escape that check"
+    }
+    changes_student = True  # QAT trains it (PTQ leaves it as it is)
+    result_key = ("student", "quantize")
+
+    @classmethod
+    def report_sections(cls, result: dict[str, Any]) -> list[Section]:
+        return quantize_sections(result.get("student", {}))
+
+    def run(self, ctx: Context) -> None:
+        c: QuantizeConfig = self.config  # type: ignore[assignment]
+        if c.precision == "fp32":
+            ctx.metrics["quantize"] = {"precision": "fp32"}
+            return
+        if c.precision == "fp16":
+            self._fp16(ctx)
+            return
+        assert ctx.student is not None
+        tq = ctx.target.quantization
+        act = c.activation_type or tq.activation_type
+        per_channel = tq.per_channel if c.per_channel is None else c.per_channel
+        calib_x = ctx.data.calibration.x
+        calib = calib_x.numpy()
+        method = ctx.config.calibration.method
+        guard = guard_of(ctx, c.guard)
+        threads = ctx.target.runtime.threads
+        shape = ctx.data.input_shape
+        val = ctx.data.val
+        metrics: dict[str, Any] = {"precision": "int8", "method": c.method}
+        if c.method == "qat":
+            metrics["qat"] = self._qat(ctx, act)
+        quant_kwargs = {
+            "activation_type": act,
+            "weight_type": tq.weight_type,
+            "per_channel": per_channel,
+            "method": method,
+            "quantize_bias": tq.quantize_bias,
+        }
+
+        def evaluate(path: Path) -> float:
+            return artifact_accuracy(path, val.x, val.y, threads)
+
+        def accept(acc: float) -> bool:
+            return guard is None or not c.fallback.accuracy or guard.ok(acc)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(ctx.student, calib_x[:1], Path(tmp) / "student.fp32.onnx", opset=c.opset)
+            int8 = Path(tmp) / "student.int8.onnx"
+            layers = match_layers(fp32, ctx.student, calib_x[:1])
+            result = quantize_with_fallback(
+                fp32,
+                int8,
+                calib,
+                evaluate,
+                accept,
+                layers,
+                quant_kwargs,
+                c.fallback.max_layers if c.fallback.accuracy else 0,
+                log=lambda s: None if ctx.quiet else print(f"  {s}"),
+            )
+            latency: dict[str, Any] = {}
+            if c.fallback.latency != "off":
+                if c.fallback.latency == "per_layer":
+                    latency_fallback(fp32, int8, calib, result, shape, threads, quant_kwargs, evaluate, accept)
+                latency = {
+                    "fp32_ms": host_latency_ms(fp32, shape, threads),
+                    "int8_ms": host_latency_ms(int8, shape, threads),
+                    "where": "ONNX Runtime on host, batch 1",
+                }
+            with ctx.artifact("onnx_int8", "student.int8.onnx", "onnx", precision="int8", backend="onnx") as out:
+                shutil.copyfile(int8, out)
+        art = ctx.artifacts["onnx_int8"]
+        art.info["quantization"] = {
+            "format": "QDQ",
+            "activations": act,
+            "weights": tq.weight_type,
+            "per_channel": per_channel,
+            "bias": "int32 (quantized)" if tq.quantize_bias else "float (not quantized)",
+            "calibration": {"samples": len(calib), "method": method},
+            "method": c.method,
+            "fp32_layers": result.excluded,
+        }
+        if latency and latency["int8_ms"] > latency["fp32_ms"] * 1.05:
+            ctx.note(
+                f"quantize: INT8 measured slower than fp32 on this host ({latency['int8_ms']:.3f} ms vs "
+                f"{latency['fp32_ms']:.3f} ms, batch 1); ship the fp32 student.onnx for {ctx.target.name}"
+            )
+            latency["int8_slower"] = True
+        metrics.update(
+            {
+                "activation_type": act,
+                "per_channel": per_channel,
+                "calibration_samples": len(calib),
+                "calibration_method": method,
+                "val_accuracy": result.accuracy,
+                "val_accuracy_all_int8": result.int8_accuracy_all,
+                "layers": [layer.to_dict() for layer in result.layers],
+                "fallback_trials": result.trials,
+                "latency_check": latency,
+                "guard": None if guard is None else {"floor_val_accuracy": guard.floor, "max_drop": guard.max_drop},
+            }
+        )
+        ctx.metrics["quantize"] = metrics
+        n_fp32 = len(result.excluded)
+        ctx.stages.append(
+            {
+                "stage": "quantize",
+                "model": f"student int8 QDQ ({act} activations, {c.method}"
+                + (f", {n_fp32} layer(s) fp32)" if n_fp32 else ")"),
+                "accuracy_val": result.accuracy,
+                "bytes": art.bytes,
+                "artifact": "onnx_int8",
+                "measured": "ONNX Runtime on host, val split",
+            }
+        )
+        if guard is not None and c.fallback.accuracy and not guard.ok(result.accuracy):
+            raise guard.failure(
+                "quantize",
+                result.accuracy,
+                f"INT8 with {n_fp32} of {len(result.layers)} layers in fp32",
+                ["student.int8.onnx"],
+            )
+
+    def _qat(self, ctx: Context, act: str) -> dict[str, Any]:
+        c: QuantizeConfig = self.config  # type: ignore[assignment]
+        assert ctx.student is not None
+        student, teacher = ctx.student, ctx.teacher
+        seed = ctx.config.seed if c.seed is None else c.seed
+        train = subset(ctx.data.train, c.qat.fraction, ctx.config.seed)
+        teacher_logits = teacher_predictions(teacher, train.x)
+        with fake_quantized(student, act) as twins:
+            calibrate(student, twins, ctx.data.calibration.x)
+            before = accuracy(student, ctx.data.val)
+            history = recover(
+                student,
+                teacher,
+                train,
+                ctx.data.val,
+                teacher_logits,
+                c.qat,
+                seed,
+                ctx.progress("QAT (KD)"),
+                lambda r: ctx.events.emit("epoch", pass_="quantize", **r),
+            )
+            after = accuracy(student, ctx.data.val)
+            snap_weights(twins)
+        student.eval()
+        return {
+            "epochs": c.qat.epochs,
+            "lr": c.qat.lr,
+            "loss": c.qat.loss,
+            "layers_fake_quantized": len(twins),
+            "val_accuracy_fake_quant_before": before,
+            "val_accuracy_fake_quant_after": after,
+            "best_epoch": history.best_epoch if history else None,
+            "seconds": round(history.seconds, 1) if history else 0.0,
+        }
+
+    def _fp16(self, ctx: Context) -> None:
+        c: QuantizeConfig = self.config  # type: ignore[assignment]
+        assert ctx.student is not None
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(ctx.student, ctx.data.calibration.x[:1], Path(tmp) / "s.onnx", opset=c.opset)
+            half = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+            with ctx.artifact("onnx_fp16", "student.fp16.onnx", "onnx", precision="fp16", backend="onnx") as out:
+                onnx.save(half, str(out))
+        acc = artifact_accuracy(ctx.path_of("onnx_fp16"), ctx.data.val.x, ctx.data.val.y, ctx.target.runtime.threads)
+        if any(BACKENDS[b].fast_fp16 for b in ctx.target.backends):
+            ctx.note("fp16: student.fp16.onnx written; TensorRT builds it with trtexec --fp16")
+        else:
+            ctx.note(f"fp16: target {ctx.target.name} prefers int8/fp32; student.fp16.onnx runs slower on CPUs")
+        ctx.metrics["quantize"] = {"precision": "fp16", "val_accuracy": acc, "format": "fp16 weights, fp32 I/O"}
+        ctx.stages.append(
+            {
+                "stage": "quantize",
+                "model": "student fp16 ONNX",
+                "accuracy_val": acc,
+                "bytes": ctx.artifacts["onnx_fp16"].bytes,
+                "artifact": "onnx_fp16",
+                "measured": "ONNX Runtime on host, val split",
+            }
+        )
+
+
+_ = torch  # torch is imported for typing of tensors passed through helpers

@@ -1,0 +1,165 @@
+"""Declarative search spaces. A candidate is a tuple of genes (one choice per gene); ``params`` turns it
+into the keyword arguments of the space's zoo architecture (``arch``).
+
+```yaml
+space: {type: resnet, blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 32], [32, 64]], kernel: [3]}
+space: {type: mobilenet, depths: [[1, 2], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 24], [24, 32, 48]],
+        expand: [[1, 3, 6], [3, 6], [3, 6]], kernel: [[3, 5], [3, 5], [3, 5]]}
+```
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from edgekd.core.schema import Strict
+
+Candidate = tuple[int, ...]
+
+
+class _Space(Strict):
+    """Gene bookkeeping shared by every space: sampling, mutation, crossover, enumeration."""
+
+    arch: ClassVar[str]
+
+    def genes(self) -> list[list[int]]:
+        raise NotImplementedError
+
+    def params(self, cand: Candidate, in_channels: int, num_classes: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self, cand: Candidate) -> str:
+        """A short human label of a candidate (reports, progress)."""
+        parts = []
+        for k, v in self.params(cand, 0, 0).items():
+            if k not in ("in_channels", "num_classes") and v is not None:
+                parts.append(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}")
+        return " ".join(parts)
+
+    def size(self) -> int:
+        n = 1
+        for g in self.genes():
+            n *= len(g)
+        return n
+
+    def sample(self, rng: random.Random) -> Candidate:
+        return tuple(rng.choice(g) for g in self.genes())
+
+    def mutate(self, cand: Candidate, rng: random.Random) -> Candidate:
+        """Change one gene that has another choice."""
+        genes = self.genes()
+        free = [i for i, g in enumerate(genes) if len(g) > 1]
+        if not free:
+            return cand
+        i = rng.choice(free)
+        out = list(cand)
+        out[i] = rng.choice([v for v in genes[i] if v != cand[i]])
+        return tuple(out)
+
+    def crossover(self, a: Candidate, b: Candidate, rng: random.Random) -> Candidate:
+        return tuple(x if rng.random() < 0.5 else y for x, y in zip(a, b, strict=True))
+
+    def enumerate(self) -> list[Candidate]:
+        out: list[Candidate] = [()]
+        for g in self.genes():
+            out = [(*c, v) for c in out for v in g]
+        return out
+
+
+def _check_choices(named: list[tuple[str, list[list[int]]]], stages: int) -> None:
+    for name, per_stage in named:
+        if len(per_stage) != stages:
+            raise ValueError(f"{name}: give one list of choices per stage ({stages} stages, as in widths)")
+        for i, c in enumerate(per_stage):
+            if not c or any(v < 1 for v in c):
+                raise ValueError(f"{name}[{i}]: give at least one choice, every choice >= 1")
+
+
+class ResNetSpace(_Space):
+    """ResNet-like students: blocks per stage, width per stage, one kernel size (zoo ``resnet``)."""
+
+    arch: ClassVar[str] = "resnet"
+    type: Literal["resnet"] = "resnet"
+    blocks: list[list[int]] = Field(default_factory=lambda: [[1, 2, 3]] * 3)
+    widths: list[list[int]] = Field(default_factory=lambda: [[8, 16, 24], [16, 32, 48], [32, 64, 96]])
+    kernel: list[int] = Field(default_factory=lambda: [3])
+
+    @model_validator(mode="after")
+    def _shape(self) -> ResNetSpace:
+        if len(self.blocks) != len(self.widths) or not self.blocks:
+            raise ValueError("blocks and widths need one list of choices per stage, the same number of stages")
+        _check_choices([("blocks", self.blocks), ("widths", self.widths)], len(self.blocks))
+        _check_choices([("kernel", [self.kernel])], 1)
+        if any(k % 2 == 0 for k in self.kernel):
+            raise ValueError("kernel sizes must be odd")
+        return self
+
+    def genes(self) -> list[list[int]]:
+        return [*self.blocks, *self.widths, self.kernel]
+
+    def params(self, cand: Candidate, in_channels: int, num_classes: int) -> dict[str, Any]:
+        n = len(self.blocks)
+        return {
+            "blocks": list(cand[:n]),
+            "widths": list(cand[n : 2 * n]),
+            "kernel": cand[-1],
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+        }
+
+
+class MobileNetSpace(_Space):
+    """MobileNet-like students of inverted residual blocks (zoo ``mobilenet``): per stage, the depth
+    (blocks), the width (output channels), the expand ratio and the depthwise kernel size."""
+
+    arch: ClassVar[str] = "mobilenet"
+    type: Literal["mobilenet"]
+    depths: list[list[int]] = Field(default_factory=lambda: [[1, 2], [1, 2, 3], [1, 2, 3]])
+    widths: list[list[int]] = Field(default_factory=lambda: [[8, 16], [16, 24, 32], [32, 48, 64]])
+    expand: list[list[int]] = Field(default_factory=lambda: [[1, 3, 6]] * 3)
+    kernel: list[list[int]] = Field(default_factory=lambda: [[3, 5]] * 3)
+    stem: int = Field(default=16, ge=1, description="channels of the stem convolution (fixed)")
+    head: int | None = Field(default=None, ge=1, description="channels of a 1x1 head before pooling (fixed)")
+
+    @model_validator(mode="after")
+    def _shape(self) -> MobileNetSpace:
+        if not self.widths:
+            raise ValueError("widths: give one list of choices per stage")
+        n = len(self.widths)
+        _check_choices(
+            [("depths", self.depths), ("widths", self.widths), ("expand", self.expand), ("kernel", self.kernel)], n
+        )
+        if any(k % 2 == 0 for ks in self.kernel for k in ks):
+            raise ValueError("kernel sizes must be odd")
+        return self
+
+    def genes(self) -> list[list[int]]:
+        return [*self.depths, *self.widths, *self.expand, *self.kernel]
+
+    def params(self, cand: Candidate, in_channels: int, num_classes: int) -> dict[str, Any]:
+        n = len(self.widths)
+        return {
+            "depths": list(cand[:n]),
+            "widths": list(cand[n : 2 * n]),
+            "expand": list(cand[2 * n : 3 * n]),
+            "kernel": list(cand[3 * n : 4 * n]),
+            "stem": self.stem,
+            "head": self.head,
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+        }
+
+
+def _space_type(v: Any) -> str:
+    return str((v.get("type") if isinstance(v, dict) else getattr(v, "type", None)) or "resnet")
+
+
+#: what ``search.space`` accepts; ``type`` picks the space (resnet when left out)
+SearchSpace = Annotated[
+    Annotated[ResNetSpace, Tag("resnet")] | Annotated[MobileNetSpace, Tag("mobilenet")],
+    Discriminator(_space_type),
+]
+Space = ResNetSpace | MobileNetSpace

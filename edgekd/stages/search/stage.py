@@ -1,0 +1,216 @@
+"""search: pick the student architecture without training any candidate (DisWOT or another proxy),
+by aging evolution under the target's budget (params, MACs, latency measured on this host).
+
+```yaml
+- search:
+    space: {blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 32], [32, 64]], kernel: [3]}
+    # or: {type: mobilenet, depths: [[1, 2], [1, 2, 3]], widths: [[8, 16], [24, 32]], expand: [[1, 3, 6], [3, 6]],
+    #      kernel: [[3, 5], [3, 5]]}
+    proxy: diswot
+    budget: {latency_ms: 0.15, params: 200000}
+```
+Writes ``search.json`` (every evaluated candidate, the Pareto set, the choice) into the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import statistics
+import time
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field, field_validator
+
+from edgekd.config.model import ModelSpec
+from edgekd.core.errors import PipelineError
+from edgekd.core.schema import Strict, did_you_mean
+from edgekd.document.model import Section
+from edgekd.latency.search_latency import candidate_latency
+from edgekd.models.build import build
+from edgekd.models.count import count_macs, count_params
+from edgekd.pipeline.context import Context
+from edgekd.pipeline.stage import Pass, register_pass
+from edgekd.stages.search.evolution import Evaluated, aging_evolution, pareto
+from edgekd.stages.search.proxies import PROXIES, ProbeBatch, score
+from edgekd.stages.search.report import search_section
+from edgekd.stages.search.space import ResNetSpace, SearchSpace, Space
+
+
+class Budget(Strict):
+    params: int | None = Field(default=None, gt=0)
+    macs: float | None = Field(default=None, gt=0)
+    latency_ms: float | None = Field(default=None, gt=0, description="batch-1 latency on the target")
+
+
+class SearchConfig(Strict):
+    space: SearchSpace = Field(default_factory=ResNetSpace)
+    proxy: str = "diswot"
+    population: int = Field(default=12, ge=2)
+    sample: int = Field(default=4, ge=1, description="tournament size")
+    iterations: int = Field(default=36, ge=0)
+    crossover: float = Field(default=0.2, ge=0, le=1)
+    batches: int = Field(default=3, ge=1, description="scores are averaged over this many real batches")
+    batch_size: int = Field(default=64, ge=2)
+    budget: Budget = Field(default_factory=Budget)
+    seed: int | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in PROXIES:
+            raise ValueError(f"unknown proxy {v!r}{did_you_mean(v, list(PROXIES))}; proxies: {', '.join(PROXIES)}")
+        return v
+
+
+def _row(e: Evaluated, space: Space) -> dict[str, Any]:
+    return {
+        "label": space.describe(e.cand),
+        **{k: v for k, v in e.params.items() if k not in ("in_channels", "num_classes")},
+        "score": e.score,
+        "score_std": e.score_std,
+        "params": e.n_params,
+        "macs": e.macs,
+        "latency_ms": e.latency_ms,
+        "step": e.step,
+        "origin": e.origin,
+    }
+
+
+@register_pass
+class Search(Pass):
+    name = "search"
+    Config = SearchConfig
+    requires = frozenset({"teacher", "data"})
+    produces = frozenset({"student"})
+    must_precede: ClassVar[dict[str, str]] = {"distilled": "search picks the student before it is trained"}
+    changes_student = True
+    result_key = ("search",)
+    report_position = "overview"
+
+    def result_entry(self, ctx: Context) -> Any:
+        """The whole search.json (every candidate), else the metrics."""
+        if "search_json" in ctx.artifacts:
+            with contextlib.suppress(OSError, ValueError):
+                return json.loads(ctx.path_of("search_json").read_text())
+        return ctx.metrics.get("search")
+
+    @classmethod
+    def report_sections(cls, result: dict[str, Any]) -> list[Section]:
+        return [search_section(result["search"])] if result.get("search") else []
+
+    def run(self, ctx: Context) -> None:
+        c: SearchConfig = self.config  # type: ignore[assignment]
+        seed = ctx.config.seed if c.seed is None else c.seed
+        shape, k = ctx.data.input_shape, ctx.data.num_classes
+        # --- latency source (issue #7): measured on this host, or predicted by the target's latency predictor ---
+        lat = candidate_latency(ctx.target)
+        measure = lat.fn is not None
+        if c.budget.latency_ms is not None and not measure:
+            raise PipelineError(
+                f"search.budget.latency_ms needs latency on {ctx.target.name}, which cannot be measured here "
+                "and has no latency predictor",
+                fix=f"build one (edgekd profile --build-predictor --target {ctx.target.name} --device user@host), "
+                "or budget params/macs instead",
+            )
+        if not measure:
+            ctx.note(
+                f"search: candidate latency not measured ({ctx.target.name} is not this host and has no latency "
+                "predictor); the Pareto set uses MACs as the cost"
+            )
+        elif lat.source == "predicted":
+            ctx.note(f"search: candidate latencies are predicted, not measured: {lat.describe}")
+        # --- end of the latency-source hook ---
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(ctx.data.train), generator=g)
+        batches = [
+            ProbeBatch(ctx.data.train.x[idx], ctx.data.train.y[idx], k)
+            for idx in order[: c.batches * c.batch_size].split(c.batch_size)
+        ]
+        rejected = {"params": 0, "macs": 0, "latency_ms": 0}
+        cache: dict[tuple[int, ...], Evaluated | None] = {}
+
+        def evaluate(cand: tuple[int, ...]) -> Evaluated | None:
+            if cand in cache:
+                return None if cache[cand] is None else Evaluated(**cache[cand].__dict__)  # type: ignore[union-attr]
+            params = c.space.params(cand, shape[0], k)
+            model = build(ModelSpec(arch=c.space.arch, params=params), "search candidate")
+            n_params, macs = count_params(model), count_macs(model, shape)
+            over = (
+                "params"
+                if c.budget.params and n_params > c.budget.params
+                else "macs"
+                if c.budget.macs and macs > c.budget.macs
+                else None
+            )
+            latency = None
+            if over is None and measure:
+                latency = lat.fn(model, shape)  # type: ignore[misc]
+                if c.budget.latency_ms and latency > c.budget.latency_ms:
+                    over = "latency_ms"
+            if over is not None:
+                rejected[over] += 1
+                cache[cand] = None
+                return None
+            values = [score(c.proxy, model, b, ctx.teacher, seed=seed + i) for i, b in enumerate(batches)]
+            e = Evaluated(cand, params, statistics.mean(values), statistics.pstdev(values), n_params, macs, latency)
+            cache[cand] = e
+            return Evaluated(**e.__dict__)
+
+        bar = ctx.progress("search")
+        bar.start(f"{c.proxy}, aging evolution", c.population + c.iterations)
+        t0 = time.perf_counter()
+        history = aging_evolution(
+            c.space,
+            evaluate,
+            c.population,
+            c.sample,
+            c.iterations,
+            random.Random(seed),
+            c.crossover,
+            on_step=lambda n, e: bar.advance(1, score=e.score),
+        )
+        seconds = time.perf_counter() - t0
+        best = max(history, key=lambda e: e.score)
+        front = pareto(history)
+        bar.finish(best_score=best.score, evaluated=len(cache))
+        ctx.student_spec = ModelSpec(arch=c.space.arch, params=best.params)
+        torch.manual_seed(seed)
+        ctx.student = build(ctx.student_spec, "student")
+        if ctx.config.student is not None:
+            ctx.note("search replaced the student given in model.yaml")
+        doc = {
+            "proxy": c.proxy,
+            "space": c.space.type,
+            "arch": c.space.arch,
+            "space_size": c.space.size(),
+            "budget": c.budget.model_dump(),
+            "latency": lat.describe if measure else None,
+            "latency_source": lat.source,
+            "chosen": _row(best, c.space),
+            "pareto": [_row(e, c.space) for e in front],
+            "history": [_row(e, c.space) for e in history],
+            "evaluated_unique": sum(v is not None for v in cache.values()),
+            "rejected": rejected,
+            "seconds": round(seconds, 1),
+        }
+        with ctx.artifact("search_json", "search.json", "json", precision="-", backend="-") as tmp:
+            tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        ctx.metrics["search"] = {k: v for k, v in doc.items() if k != "history"}
+        ctx.metrics["student"] = {
+            "arch": c.space.arch,
+            "params_spec": best.params,
+            "params": best.n_params,
+            "macs": best.macs,
+        }
+        ctx.stages.append(
+            {
+                "stage": "search",
+                "model": f"student {c.space.arch} {c.space.describe(best.cand)}",
+                "params": best.n_params,
+                "macs": best.macs,
+                "measured": f"{c.proxy} score {best.score:.4g}",
+            }
+        )

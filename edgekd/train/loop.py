@@ -1,0 +1,235 @@
+"""The training loop shared by teacher training and distillation.
+
+A loss is a callable ``(logits, labels, index, inputs) -> {term: weighted tensor}``; the
+total is the sum of the terms, so a diverging run can name the term that exploded.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from edgekd.core.errors import TrainingError
+from edgekd.data.augment import random_crop_flip
+from edgekd.data.dataset import Split
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+class ProgressSink(Protocol):
+    """What the loop reports to: a rich progress bar in the CLI, a no-op in tests."""
+
+    def start(self, name: str, total: int) -> None: ...
+    def advance(self, n: int = 1, **fields: float) -> None: ...
+    def finish(self, **fields: float) -> None: ...
+
+
+class NullProgress:
+    def start(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1, **fields: float) -> None:
+        pass
+
+    def finish(self, **fields: float) -> None:
+        pass
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    augment: bool = True
+    crop_pad: int = 2
+    flip: bool = True
+    seed: int = 0
+    threads: int | None = None
+    patience: int | None = None  # stop after this many epochs without a better validation accuracy
+
+
+@dataclass
+class TrainHistory:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_accuracy: float = float("nan")
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode (the model's mode is restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    out = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
+    """Top-1 accuracy in percent."""
+    if len(split) == 0:
+        return float("nan")
+    logits = predict(model, split.x, batch_size)
+    return float((logits.argmax(1) == split.y).float().mean() * 100)
+
+
+def _scheduler(opt: torch.optim.Optimizer, s: TrainSettings, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if s.schedule == "onecycle" and steps >= 8:  # OneCycle needs a few steps per phase
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=steps, pct_start=0.25)
+    if s.schedule in ("cosine", "onecycle"):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def train(
+    model: nn.Module,
+    data: Split,
+    loss_fn: LossFn,
+    settings: TrainSettings,
+    val: Split | None = None,
+    progress: ProgressSink | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    extra_params: list[nn.Parameter] | None = None,
+) -> TrainHistory:
+    """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy.
+
+    ``extra_params`` (e.g. FitNets regressors) are optimised with the model but not part of it.
+    """
+    if len(data) == 0:
+        raise TrainingError("the training split is empty", fix="check data.* in model.yaml (fraction, limits, path)")
+    progress = progress or NullProgress()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    gen = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    opt = torch.optim.SGD(
+        [*model.parameters(), *(extra_params or [])],
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        nesterov=settings.momentum > 0,
+    )
+    # data parallel (torch.distributed initialised, e.g. torchrun DDP workers): a DistributedSampler
+    # gives every rank its own equal shard of one seeded permutation per epoch
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    sampler = (
+        DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=settings.seed, drop_last=True)  # type: ignore[arg-type]
+        if world > 1
+        else None
+    )
+    shard = len(data) // world if world > 1 else len(data)
+    if shard == 0:
+        raise TrainingError(
+            f"{len(data)} training images cannot be split over {world} processes",
+            fix="use fewer processes (distill.nproc)",
+        )
+    steps_per_epoch = math.ceil(shard / settings.batch_size)
+    sched = _scheduler(opt, settings, steps_per_epoch * settings.epochs)
+    history = TrainHistory()
+    best_state = copy.deepcopy(model.state_dict())
+    start = time.perf_counter()
+    for epoch in range(settings.epochs):
+        model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler), dtype=torch.long)
+        else:
+            order = torch.randperm(len(data), generator=gen)
+        progress.start(f"epoch {epoch + 1}/{settings.epochs}", steps_per_epoch)
+        sums: dict[str, float] = {}
+        seen = 0
+        for step in range(steps_per_epoch):
+            idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+            x, y = data.x[idx], data.y[idx]
+            if settings.augment:
+                x = random_crop_flip(x, settings.crop_pad, settings.flip, gen)
+            terms = loss_fn(model(x), y, idx, x)
+            total = sum(terms.values())
+            assert isinstance(total, torch.Tensor)
+            if not torch.isfinite(total):
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)] or list(terms)
+                raise TrainingError(
+                    f"loss became {total.item()} at epoch {epoch + 1}, step {step + 1}: "
+                    f"term(s) {', '.join(bad)} exploded",
+                    fix="lower the learning rate or the weight of that term",
+                )
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if world > 1:  # parameters outside the DDP model (e.g. FitNets regressors): average by hand
+                for p in extra_params or []:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world
+            opt.step()
+            sched.step()
+            seen += len(idx)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+            progress.advance(1, loss=float(total.detach()), **{k: v / seen for k, v in sums.items()})
+        record = {"epoch": float(epoch + 1), **{f"loss_{k}": v / seen for k, v in sums.items()}}
+        if world > 1:  # BN statistics differ per shard: every rank continues with rank 0's
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
+        if val is not None and len(val):
+            record["val_accuracy"] = accuracy(model, val)
+            if not (record["val_accuracy"] <= history.best_val_accuracy):  # first epoch or better
+                history.best_val_accuracy = record["val_accuracy"]
+                history.best_epoch = epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            history.best_epoch = epoch + 1
+            best_state = copy.deepcopy(model.state_dict())
+        history.epochs.append(record)
+        progress.finish(**{k: v for k, v in record.items() if k != "epoch"})
+        if on_epoch:
+            on_epoch(record)
+        if (
+            settings.patience is not None
+            and history.best_epoch > 0
+            and epoch + 1 - history.best_epoch >= settings.patience
+        ):
+            history.stopped_early = True
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+_MEMO: dict[tuple[str, str], torch.Tensor] = {}
+_MEMO_SIZE = 2
+
+
+def _digest(tensors: list[torch.Tensor]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def teacher_predictions(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``predict(teacher, x)``, remembered in this process by (teacher weights, inputs) digest: a compile whose
+    distill, prune and quantize passes all train against the same teacher on the same data pays one pass."""
+    key = (_digest(list(teacher.state_dict().values())), _digest([x]))
+    if key not in _MEMO:
+        if len(_MEMO) >= _MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = predict(teacher, x)
+    return _MEMO[key]

@@ -1,0 +1,138 @@
+"""Zero-cost proxies on tiny models: hand-computed DisWOT distances, known orderings, determinism."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.core.errors import ModelError
+from edgekd.data.sources import FASHION_MNIST_SUBSET
+from edgekd.models import zoo
+from edgekd.stages.search import proxies
+from edgekd.stages.search.proxies import (
+    PROXIES,
+    TEACHER_SEED_OFFSET,
+    ProbeBatch,
+    diswot_distances,
+    diswot_stats,
+    relation_distance,
+    score,
+    semantic_distance,
+)
+
+
+@pytest.fixture(scope="module")
+def batch() -> ProbeBatch:
+    with np.load(FASHION_MNIST_SUBSET) as f:  # one real mini-batch of Fashion-MNIST
+        x = torch.from_numpy(f["x_train"][:32]).float() / 255
+        y = torch.from_numpy(f["y_train"][:32].astype(np.int64))
+    return ProbeBatch((x - 0.286) / 0.353, y, 10)
+
+
+def net(depth: int = 8, width: int = 8) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return zoo.build("resnet", {"depth": depth, "width": width, "in_channels": 1})
+
+
+def _norm_rows(m: np.ndarray) -> np.ndarray:
+    return m / np.linalg.norm(m, axis=-1, keepdims=True)
+
+
+def test_semantic_distance_by_hand_same_width() -> None:
+    g_s, g_t = torch.randn(3, 4), torch.randn(3, 4)
+    expected = sum(
+        ((_norm_rows(np.outer(a, a)) - _norm_rows(np.outer(b, b))) ** 2).sum()
+        for a, b in zip(g_s.numpy(), g_t.numpy(), strict=True)
+    ) / (4 * 3)
+    assert math.isclose(semantic_distance(g_s, g_t), expected, rel_tol=1e-5)
+    assert semantic_distance(g_s, 3 * g_s) < 1e-10  # row normalisation: scale does not matter
+
+
+def test_semantic_distance_across_widths_uses_class_relations() -> None:
+    g_s, g_t = torch.randn(3, 4), torch.randn(3, 16)
+    expected = ((_norm_rows(g_s.numpy() @ g_s.numpy().T) - _norm_rows(g_t.numpy() @ g_t.numpy().T)) ** 2).sum() / 9
+    assert math.isclose(semantic_distance(g_s, g_t), expected, rel_tol=1e-5)
+
+
+def test_relation_distance_by_hand() -> None:
+    a_s, a_t = torch.randn(5, 7), torch.randn(5, 11)
+    expected = ((_norm_rows(a_t.numpy() @ a_t.numpy().T) - _norm_rows(a_s.numpy() @ a_s.numpy().T)) ** 2).sum() / 25
+    assert math.isclose(relation_distance(a_s, a_t), expected, rel_tol=1e-5)
+    assert relation_distance(a_s, 2 * a_s) < 1e-10
+
+
+def test_diswot_is_deterministic_negative_and_does_not_touch_the_models(batch: ProbeBatch) -> None:
+    student, teacher = net(8, 4), net(14, 8)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    a = score("diswot", student, batch, teacher, seed=1)
+    assert a == score("diswot", student, batch, teacher, seed=1)
+    assert a < 0 and a != score("diswot", student, batch, teacher, seed=2)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_size_proxies_order_width_and_depth(batch: ProbeBatch) -> None:
+    for name in ("params", "macs", "synflow"):
+        assert score(name, net(8, 8), batch) > score(name, net(8, 4), batch), name
+        assert score(name, net(14, 4), batch) > score(name, net(8, 4), batch), name
+
+
+def test_zen_grows_with_width(batch: ProbeBatch) -> None:
+    assert score("zen", net(8, 16), batch) > score("zen", net(8, 4), batch)
+
+
+@pytest.mark.parametrize("name", ["grad_norm", "snip", "naswot", "zen", "synflow"])
+def test_proxies_are_finite_and_deterministic(name: str, batch: ProbeBatch) -> None:
+    a, b = score(name, net(), batch, seed=3), score(name, net(), batch, seed=3)
+    assert math.isfinite(a) and a == b
+
+
+def test_every_proxy_is_registered() -> None:
+    assert set(PROXIES) == {"diswot", "params", "macs", "grad_norm", "snip", "synflow", "naswot", "zen"}
+
+
+def test_models_without_the_zoo_protocol_are_refused(batch: ProbeBatch) -> None:
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with pytest.raises(ModelError, match="no features"):
+        score("zen", plain, batch)
+
+
+def test_semantic_distance_pooled_variant_by_hand() -> None:
+    g_s, g_t = torch.randn(3, 2), torch.randn(3, 4)
+    grams_t = [np.outer(b, b) for b in g_t.numpy()]
+    pooled_t = [gt.reshape(2, 2, 2, 2).mean(axis=(1, 3)) for gt in grams_t]  # 4x4 -> 2x2 by 2x2 blocks
+    expected = sum(
+        ((_norm_rows(np.outer(a, a)) - _norm_rows(pt)) ** 2).sum() for a, pt in zip(g_s.numpy(), pooled_t, strict=True)
+    ) / (2 * 3)
+    assert math.isclose(semantic_distance(g_s, g_t, mismatch="pooled"), expected, rel_tol=1e-5)
+    with pytest.raises(ValueError, match="mismatch"):
+        semantic_distance(g_s, g_t, mismatch="crop")
+
+
+def test_diswot_compares_every_candidate_with_one_random_teacher(batch: ProbeBatch) -> None:
+    teacher = net(14, 8)
+    probe = ProbeBatch(batch.x, batch.y, 10)
+    score("diswot", net(8, 4), probe, teacher, seed=5)
+    first = probe.teacher_stats[(id(teacher), 5)]
+    score("diswot", net(14, 16), probe, teacher, seed=5)  # another candidate, another parameter count
+    assert probe.teacher_stats[(id(teacher), 5)] is first, "the teacher's statistics are reused, not redrawn"
+    fresh = diswot_stats(teacher, ProbeBatch(batch.x, batch.y, 10), 5 + TEACHER_SEED_OFFSET)
+    assert torch.equal(fresh[0], first[1]) and torch.equal(fresh[1], first[2])  # independent of the candidate
+    # a student identical to the teacher, initialised from the teacher's stream, is at distance 0
+    assert diswot_distances(teacher, teacher, probe, seed=5) != (0.0, 0.0)
+    g, a = diswot_stats(teacher, probe, 5 + TEACHER_SEED_OFFSET)
+    assert semantic_distance(g, first[1]) < 1e-12 and relation_distance(a, first[2]) < 1e-12
+
+
+def test_closed_form_classifier_gradient_equals_autograd(batch: ProbeBatch) -> None:
+    for model in (net(8, 4), zoo.build("mobilenet", {"in_channels": 1, "head": 24})):
+        torch.manual_seed(0)
+        a = proxies.gaussian_init(copy.deepcopy(model))
+        b = copy.deepcopy(a)
+        g, _ = proxies._fc_grad_and_features(a, batch)
+        ref = proxies.fc_grad_autograd(b, batch)
+        assert g.shape == ref.shape == (10, model.fc.in_features)
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))

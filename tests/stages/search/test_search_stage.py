@@ -1,0 +1,84 @@
+"""search in the pipeline: the chosen student meets the budget (measured), is distilled, and runs repeat."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import edgekd
+from edgekd.core.errors import PipelineError
+from tests.helpers import tiny_config, write_config
+
+SEARCH = {
+    "space": {"blocks": [[1], [1, 2], [1]], "widths": [[4, 8], [8, 16], [16]], "kernel": [3]},
+    "population": 3,
+    "sample": 2,
+    "iterations": 4,
+    "batches": 2,
+    "batch_size": 16,
+    "budget": {"params": 30000, "latency_ms": 5.0},
+}
+
+
+def _cfg(tmp_path: Path, search: dict) -> Path:
+    cfg = tiny_config(
+        tmp_path,
+        passes=[{"search": search}, {"distill": {"epochs": 1, "batch_size": 64}}, {"lower": {}}, {"report": {}}],
+    )
+    del cfg["student"]
+    return write_config(tmp_path, cfg)
+
+
+def test_search_picks_a_student_within_budget_and_distill_trains_it(tmp_path: Path) -> None:
+    res = edgekd.compile(_cfg(tmp_path, SEARCH), out=tmp_path / "runs", quiet=True)
+    doc = json.loads(res.artifacts["search_json"].read_text())
+    assert doc["proxy"] == "diswot" and len(doc["history"]) == 7
+    for row in doc["history"]:
+        assert row["params"] <= 30000 and row["latency_ms"] <= 5.0
+    chosen = doc["chosen"]
+    assert chosen["score"] == max(r["score"] for r in doc["history"])
+    assert res.metrics["student"]["params_spec"]["widths"] == chosen["widths"]
+    assert res.metrics["distill"]["test_accuracy"] > 0 and res.artifacts["onnx"].is_file()
+    assert doc["pareto"] and all(r in doc["history"] for r in doc["pareto"]) is not None
+
+
+def test_search_is_reproducible_with_a_seed(tmp_path: Path) -> None:
+    config = _cfg(tmp_path, {**SEARCH, "budget": {"params": 30000}, "iterations": 3})
+    runs = [edgekd.compile(config, out=tmp_path / f"runs{i}", quiet=True) for i in range(2)]
+    docs = [json.loads(r.artifacts["search_json"].read_text()) for r in runs]
+    assert [(h["blocks"], h["widths"], h["score"]) for h in docs[0]["history"]] == [
+        (h["blocks"], h["widths"], h["score"]) for h in docs[1]["history"]
+    ]
+
+
+def test_latency_budget_needs_a_measurable_target(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="latency_ms needs latency on jetson-orin-nano"):
+        edgekd.compile(_cfg(tmp_path, SEARCH), target="jetson", out=tmp_path / "runs", quiet=True)
+
+
+def test_budget_no_candidate_meets(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="no sampled candidate within the budget"):
+        edgekd.compile(_cfg(tmp_path, {**SEARCH, "budget": {"params": 10}}), out=tmp_path / "runs", quiet=True)
+
+
+def test_search_over_the_mobilenet_space_distills_and_exports_the_choice(tmp_path: Path) -> None:
+    space = {
+        "type": "mobilenet",
+        "depths": [[1], [1, 2]],
+        "widths": [[4], [8, 16]],
+        "expand": [[1], [2, 4]],
+        "kernel": [[3], [3, 5]],
+        "stem": 4,
+    }
+    search = {**SEARCH, "space": space, "population": 3, "iterations": 3, "budget": {"params": 2000, "latency_ms": 5.0}}
+    res = edgekd.compile(_cfg(tmp_path, search), out=tmp_path / "runs", quiet=True)
+    doc = json.loads(res.artifacts["search_json"].read_text())
+    assert doc["arch"] == "mobilenet" and doc["space"] == "mobilenet" and doc["space_size"] == 16
+    assert all(r["params"] <= 2000 and r["latency_ms"] <= 5.0 for r in doc["history"])
+    assert doc["rejected"]["params"] > 0, "the budget rejected the wider candidates"
+    assert res.metrics["student"]["arch"] == "mobilenet"
+    assert res.metrics["student"]["params_spec"]["depths"] == doc["chosen"]["depths"]
+    assert doc["chosen"]["label"].startswith("depths=1,")
+    assert res.artifacts["onnx"].is_file() and res.metrics["distill"]["test_accuracy"] > 0

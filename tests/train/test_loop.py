@@ -1,0 +1,89 @@
+"""The training loop: best-epoch selection, NaN detection naming the term."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgekd.core.errors import TrainingError
+from edgekd.data.dataset import Split
+from edgekd.models import zoo
+from edgekd.train.loop import TrainSettings, train
+
+
+def _data(n: int = 128) -> Split:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 1, 12, 12, generator=g) + y.view(-1, 1, 1, 1).float() * 2  # separable
+    return Split(x, y)
+
+
+def test_training_learns_a_separable_problem() -> None:
+    model = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2})
+    data = _data()
+    hist = train(
+        model,
+        data,
+        lambda z, y, i, x: {"ce": torch.nn.functional.cross_entropy(z, y)},
+        TrainSettings(epochs=6, batch_size=16, lr=0.05, augment=False),
+        val=data,
+    )
+    assert hist.best_val_accuracy > 90 and 1 <= hist.best_epoch <= 6
+
+
+def test_nan_loss_stops_with_the_term_named() -> None:
+    model = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2})
+
+    def loss(z: torch.Tensor, y: torch.Tensor, i: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"ce": torch.nn.functional.cross_entropy(z, y), "fitnet": z.sum() * float("nan")}
+
+    with pytest.raises(TrainingError, match=r"term\(s\) fitnet exploded") as info:
+        train(model, _data(), loss, TrainSettings(epochs=1, batch_size=32, augment=False))
+    assert "lower the learning rate" in str(info.value)
+
+
+def test_empty_training_split() -> None:
+    model = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2})
+    with pytest.raises(TrainingError, match="training split is empty"):
+        train(
+            model,
+            Split(torch.empty(0, 1, 12, 12), torch.empty(0, dtype=torch.long)),
+            lambda *a: {},
+            TrainSettings(epochs=1),
+        )
+
+
+def test_early_stop_when_validation_stops_improving() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 2))
+    data = _data()
+    hist = train(
+        model,
+        data,
+        lambda z, y, i, x: {"zero": z.sum() * 0.0},
+        TrainSettings(epochs=6, batch_size=32, augment=False, patience=2),
+        val=data,
+    )
+    assert hist.stopped_early and len(hist.epochs) == 3 and hist.best_epoch == 1
+
+
+def test_precomputed_teacher_logits_train_exactly_like_computed_ones() -> None:
+    from edgekd.train.loop import predict
+    from edgekd.train.objective import Recipe, fit
+
+    teacher = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2}).eval()
+    data = _data(64)
+    recipe = Recipe(
+        loss={"kd": {"weight": 1.0, "temperature": 4.0}},
+        labels="given",
+        augment=False,
+        settings=TrainSettings(epochs=1, batch_size=16, lr=0.05, augment=False),
+    )
+    states = []
+    for logits in (None, predict(teacher, data.x)):
+        torch.manual_seed(0)
+        student = zoo.build("resnet", {"depth": 8, "width": 2, "in_channels": 1, "num_classes": 2})
+        fit(student, student, teacher, data, None, recipe, teacher_logits=logits)
+        states.append(student.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    with pytest.raises(ValueError, match="teacher_logits has 3 rows for 64 training images"):
+        fit(student, student, teacher, data, None, recipe, teacher_logits=torch.zeros(3, 2))
