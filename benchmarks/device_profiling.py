@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from tests.profiling.conftest import start_sshd
 
 from edgekd.backends.onnx.lower import export_onnx
-from edgekd.config.target import parse_target
+from edgekd.config.target import Timing, parse_target
 from edgekd.latency.device import DeviceProfiler
 from edgekd.latency.measure import measure
 from edgekd.models import zoo
@@ -79,7 +79,7 @@ def main() -> None:
                         for n, s in zip(MODELS, stats, strict=True):
                             host[n].append(s.p50_ms)
                     else:
-                        run = profiler.measure(paths, WARMUP, RUNS, ROUNDS, THREADS, 1)
+                        run = profiler.measure(paths, Timing(WARMUP, RUNS, ROUNDS, THREADS, 1))
                         device_wall.append(time.perf_counter() - start)
                         where = run.where
                         for n, s in zip(MODELS, run.stats, strict=True):

@@ -209,15 +209,10 @@ def profile(
             fix="give student.onnx or student.<precision>.tflite from a run folder; TensorRT engines are built and "
             "timed on the device by build_engines.sh / the device profiler",
         )
-    p = tgt.profile
     m = measure_for_target(
         tgt,
         [path],
-        warmup=p.warmup if warmup is None else warmup,
-        runs=runs or p.runs,
-        rounds=p.rounds,
-        threads=threads or tgt.runtime.threads,
-        per_layer=per_layer,
+        tgt.timing(warmup, runs, threads=threads, per_layer=per_layer),
         note=lambda text: console.print(f"[yellow]warning:[/] {text}"),
     )
     if predict and not m.on_target:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -130,6 +131,19 @@ class ProfileSpec(Strict):
     batch: int = Field(default=1, ge=1)
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How one latency measurement is taken: warm-up and timed runs per model, interleaved rounds, runtime threads
+    (None: the runtime's default), batch, and how many of the slowest layers to report (0: none)."""
+
+    warmup: int
+    runs: int
+    rounds: int
+    threads: int | None
+    batch: int = 1
+    per_layer: int = 0
+
+
 class TargetConfig(Strict):
     name: str
     aliases: list[str] = Field(default_factory=list)
@@ -153,6 +167,25 @@ class TargetConfig(Strict):
     )
 
     source_file: Path | None = Field(default=None, exclude=True)
+
+    def timing(
+        self,
+        warmup: int | None = None,
+        runs: int | None = None,
+        rounds: int | None = None,
+        threads: int | None = None,
+        per_layer: int = 0,
+    ) -> Timing:
+        """The target's ``profile:`` counts and ``runtime.threads``, each overridden where given."""
+        p = self.profile
+        return Timing(
+            warmup=p.warmup if warmup is None else warmup,
+            runs=runs or p.runs,
+            rounds=rounds or p.rounds,
+            threads=threads or self.runtime.threads,
+            batch=p.batch,
+            per_layer=per_layer,
+        )
 
     @property
     def is_host(self) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.backends.base import backend_for_runtime, load_function, remote_name
-from edgekd.config.target import TargetConfig
+from edgekd.config.target import TargetConfig, Timing
 from edgekd.core.errors import DeviceError, ProfilingError
 from edgekd.latency.measure import RUNNER, LatencyStats
 from edgekd.latency.ssh import SSHClient
@@ -52,25 +52,20 @@ class DeviceProfiler:
     def measure(
         self,
         paths: Sequence[Path],
-        warmup: int,
-        runs: int,
-        rounds: int,
-        threads: int | None,
-        batch: int,
+        timing: Timing,
         precisions: Sequence[str | None] | None = None,
-        per_layer: int = 0,
         on_progress: ProgressFn | None = None,
     ) -> DeviceRun:
         """Copy ``paths`` to the device, time them there, remove them again; one LatencyStats per path."""
         try:
             uname = self.client.check()  # fails fast (and clearly) before any copy
             device_measure = backend_for_runtime(self.target.runtime.name).device_measure
-            if device_measure is None:
-                return self._runner(paths, warmup, runs, rounds, threads, batch, per_layer, uname, on_progress)
-            entries, where, device = load_function(device_measure)(
-                self.client, self.target, paths, rounds, threads, warmup, runs, batch, precisions, per_layer, uname,
-                on_progress,
-            )  # fmt: skip
+            if device_measure is None:  # the standalone runner
+                entries, where, device = self._runner(paths, timing, uname, on_progress)
+            else:  # the backend's own tool (trtexec)
+                entries, where, device = load_function(device_measure)(
+                    self.client, self.target, paths, timing, precisions, uname, on_progress
+                )
             stats = []
             for entry in entries:
                 s = LatencyStats.from_runner(entry, where)
@@ -84,25 +79,18 @@ class DeviceProfiler:
     # ------------------------------------------------------------------ ONNX Runtime / LiteRT: runner.py
 
     def _runner(
-        self,
-        paths: Sequence[Path],
-        warmup: int,
-        runs: int,
-        rounds: int,
-        threads: int | None,
-        batch: int,
-        per_layer: int,
-        uname: str,
-        on_progress: ProgressFn | None,
-    ) -> DeviceRun:
+        self, paths: Sequence[Path], timing: Timing, uname: str, on_progress: ProgressFn | None
+    ) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
+        """The runner's record of each file (local paths), where they were measured, and the device."""
         dev = self.target.device
+        t = timing
         runner = self.client.put(RUNNER, dev.workdir, "runner.py")
         remote = [self.client.put(Path(p), dev.workdir, remote_name(i, Path(p))) for i, p in enumerate(paths)]
         argv: list[str] = [dev.python, runner, *remote]
-        argv += ["--warmup", str(warmup), "--runs", str(runs), "--rounds", str(rounds), "--batch", str(batch)]
-        argv += ["--threads", str(threads or 0)]
-        if per_layer:
-            argv += ["--per-layer", str(per_layer)]
+        argv += ["--warmup", str(t.warmup), "--runs", str(t.runs), "--rounds", str(t.rounds), "--batch", str(t.batch)]
+        argv += ["--threads", str(t.threads or 0)]
+        if t.per_layer:
+            argv += ["--per-layer", str(t.per_layer)]
 
         def on_line(line: str) -> None:
             try:
@@ -137,31 +125,21 @@ class DeviceProfiler:
         host = doc.get("host", {})
         models = doc.get("models", [])
         version = models[0].get("runtime_version", "?") if models else "?"
-        thread_text = f"{threads} threads" if threads else "default threads"
+        thread_text = f"{t.threads} threads" if t.threads else "default threads"
         where = (
             f"device {self.address} ({uname or host.get('machine', '?')}, {thread_text}, "
             f"{models[0].get('runtime', 'onnxruntime') if models else 'onnxruntime'} {version}, "
             f"Python {host.get('python', '?')})"
         )
-        stats = []
-        for local, entry in zip(paths, models, strict=True):
-            s = LatencyStats.from_runner({**entry, "path": str(local)}, where)
-            s.on_target = True
-            s.source = "measured-device"
-            stats.append(s)
-        return DeviceRun(stats, where, {"address": self.address, "uname": uname, **host})
+        entries = [{**entry, "path": str(local)} for local, entry in zip(paths, models, strict=True)]
+        return entries, where, {"address": self.address, "uname": uname, **host}
 
 
 def measure_on_device(
     target: TargetConfig,
     paths: Sequence[Path],
-    warmup: int,
-    runs: int,
-    rounds: int,
-    threads: int | None,
-    batch: int,
+    timing: Timing,
     precisions: Sequence[str | None] | None = None,
-    per_layer: int = 0,
     on_progress: ProgressFn | None = None,
     note: Callable[[str], None] | None = None,
 ) -> DeviceRun | None:
@@ -174,9 +152,7 @@ def measure_on_device(
     if target.device.kind != "ssh":
         return None
     try:
-        return DeviceProfiler(target).measure(
-            paths, warmup, runs, rounds, threads, batch, precisions, per_layer, on_progress
-        )
+        return DeviceProfiler(target).measure(paths, timing, precisions, on_progress)
     except ProfilingError as exc:
         if target.device.required:
             raise DeviceError(

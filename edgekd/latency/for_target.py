@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.backends.base import BACKENDS
-from edgekd.config.target import TargetConfig
+from edgekd.config.target import TargetConfig, Timing
 from edgekd.core.errors import ProfilingError
 from edgekd.latency.device import measure_on_device
 from edgekd.latency.measure import LatencyStats, measure
@@ -52,34 +52,26 @@ def host_where(target: TargetConfig, note: Note) -> tuple[str, bool]:
 def measure_for_target(
     target: TargetConfig,
     paths: Sequence[str | os.PathLike[str]],
-    warmup: int,
-    runs: int,
-    rounds: int,
-    threads: int | None,
+    timing: Timing,
     precisions: Sequence[str | None] | None = None,
-    per_layer: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
     note: Note = lambda text: None,
 ) -> TargetMeasurement:
-    """Latency of ``paths`` for ``target`` (batch: the target's ``profile.batch``), on its device when possible."""
-    batch = target.profile.batch
+    """Latency of ``paths`` for ``target``, taken as ``timing`` says, on its device when possible."""
     files = [Path(p) for p in paths]
-    device = measure_on_device(
-        target, files, warmup=warmup, runs=runs, rounds=rounds, threads=threads, batch=batch,
-        precisions=precisions, per_layer=per_layer, on_progress=on_progress, note=note,
-    )  # fmt: skip
+    device = measure_on_device(target, files, timing, precisions, on_progress, note)
     if device is not None:
         return TargetMeasurement(device.stats, device.where, True, "measured-device", device.device)
     where, on_target = host_where(target, note)
     stats = measure(
         files,
-        threads=threads,
-        warmup=warmup,
-        runs=runs,
-        rounds=rounds,
-        batch=batch,
+        threads=timing.threads,
+        warmup=timing.warmup,
+        runs=timing.runs,
+        rounds=timing.rounds,
+        batch=timing.batch,
         on_progress=on_progress,
-        per_layer=per_layer,
+        per_layer=timing.per_layer,
         tflite_delegate=str(target.runtime.options.get("delegate", "xnnpack")),
     )
     for s in stats:

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 import edgekd
 from edgekd.backends.tensorrt.runtime import parse_trtexec, parse_trtexec_profile, trtexec_argv
 from edgekd.cli import main
-from edgekd.config.target import parse_target
+from edgekd.config.target import Timing, parse_target
 from edgekd.core.errors import DeviceError, ProfilingError
 from edgekd.latency.device import DeviceProfiler
 from tests.helpers import tiny_config, write_config
@@ -65,12 +65,7 @@ def test_device_profiler_measures_on_the_device(sshd: SSHServer, tmp_path: Path)
     steps: list[int] = []
     run = DeviceProfiler(target).measure(
         [small, big],
-        warmup=2,
-        runs=30,
-        rounds=3,
-        threads=1,
-        batch=1,
-        per_layer=3,
+        Timing(warmup=2, runs=30, rounds=3, threads=1, batch=1, per_layer=3),
         on_progress=lambda n, t: steps.append(n),
     )
     s_small, s_big = run.stats

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.backends.base import remote_name
+from edgekd.config.target import Timing
 from edgekd.core.errors import BackendUnavailable, DeviceError, ProfilingError
 
 ProgressFn = Callable[[int, int], None]
@@ -206,19 +207,15 @@ def measure_with_trtexec(
     client: Any,
     target: Any,
     paths: Sequence[Path],
-    rounds: int,
-    threads: int | None,
-    warmup: int,
-    runs: int,
-    batch: int,
+    timing: Timing,
     precisions: Sequence[str | None] | None,
-    per_layer: int,
     uname: str,
     on_progress: ProgressFn | None,
 ) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
     """Build and time each ONNX file with ``trtexec`` on ``target``'s device over ``client`` (an SSH client); the
     device profiler's way to measure a TensorRT target. Returns (one runner-style record per file, where, device).
-    ``rounds`` and ``threads`` are not trtexec's: it times the runs of one file in a row on the GPU."""
+    ``timing.rounds`` and ``timing.threads`` are not trtexec's: it times the runs of one file in a row on the GPU."""
+    runs, batch, per_layer = timing.runs, timing.batch, timing.per_layer
     dev = target.device
     opts = target.runtime.options
     binary = str(opts.get("trtexec", "trtexec"))

@@ -146,14 +146,7 @@ def measure_files(
     """Median p50 per file over ``repeats`` interleaved measurements on the target, the spread (max-min)/median of
     each, and a description of where they ran. Refuses a target that is neither this host nor reachable.
     ``clock="thread"`` (this host, one thread) times thread CPU time instead of wall time (see runner.measure)."""
-    tp = target.profile
-    kwargs: dict[str, Any] = {
-        "threads": target.runtime.threads,
-        "warmup": tp.warmup if warmup is None else warmup,
-        "runs": runs or tp.runs,
-        "rounds": tp.rounds,
-        "batch": tp.batch,
-    }
+    timing = target.timing(warmup, runs)
     p50s: list[list[float]] = [[] for _ in paths]
     where, info = "", {}
     why: list[str] = []
@@ -162,11 +155,14 @@ def measure_files(
         if r % 2:
             order.reverse()  # alternate the order so no model is always measured first
         files = [paths[i] for i in order]
-        dev = None if clock != "wall" else measure_on_device(target, files, note=why.append, **kwargs)
+        dev = None if clock != "wall" else measure_on_device(target, files, timing, note=why.append)
         if dev is not None:
             stats, where, info = dev.stats, dev.where, {"address": dev.device.get("address"), **dev.device}
         elif target.is_host:
-            stats = measure(files, clock=clock, **kwargs)
+            stats = measure(
+                files, threads=timing.threads, warmup=timing.warmup, runs=timing.runs, rounds=timing.rounds,
+                batch=timing.batch, clock=clock,
+            )  # fmt: skip
             where = stats[0].where if stats else "host"
             info = {"machine": where}
         else:
@@ -184,11 +180,11 @@ def measure_files(
     first = stats[0] if stats else None
     device = {
         "where": where,
-        "threads": kwargs["threads"],
-        "batch": kwargs["batch"],
+        "threads": timing.threads,
+        "batch": timing.batch,
         "runtime": first.runtime if first else None,
         "runtime_version": first.runtime_version if first else None,
-        "runs": kwargs["runs"],
+        "runs": timing.runs,
         "repeats": repeats,
         "clock": clock,
         **{k: v for k, v in info.items() if k not in ("where",)},

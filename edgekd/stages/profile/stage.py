@@ -35,16 +35,13 @@ class Profile(Pass):
 
     def run(self, ctx: Context) -> Produced:
         c: ProfileConfig = self.config  # type: ignore[assignment]
-        tp = ctx.target.profile
-        threads = c.threads or ctx.target.runtime.threads
+        timing = ctx.target.timing(c.warmup, c.runs, c.rounds, c.threads, c.per_layer)
         if c.include_teacher:
             path = export_onnx(ctx.teacher, ctx.data.test.x[:1], ctx.run_dir / "teacher.onnx")  # written atomically
             ctx.add_artifact("teacher_onnx", path, "onnx", precision="fp32", backend="onnx")
         arts = [a for a in ctx.artifacts.values() if runs_here(ctx.path_of(a.name))]
-        warmup = tp.warmup if c.warmup is None else c.warmup
-        runs, rounds = c.runs or tp.runs, c.rounds or tp.rounds
         bar = ctx.progress("profile")
-        total_runs = warmup * len(arts) + runs * len(arts)
+        total_runs = (timing.warmup + timing.runs) * len(arts)
         bar.start(f"{len(arts)} models", total_runs)
         done = 0
 
@@ -55,10 +52,7 @@ class Profile(Pass):
             done = n
 
         paths = [ctx.path_of(a.name) for a in arts]
-        m = measure_for_target(
-            ctx.target, paths, warmup, runs, rounds, threads, [a.precision for a in arts], c.per_layer, on_progress,
-            ctx.note,
-        )  # fmt: skip
+        m = measure_for_target(ctx.target, paths, timing, [a.precision for a in arts], on_progress, ctx.note)
         predicted = predicted_for(ctx.target, paths, c.per_layer, ctx.note) if not m.on_target else {}
         results = {}
         for art, path, s in zip(arts, paths, m.stats, strict=True):
@@ -74,8 +68,8 @@ class Profile(Pass):
             for r in results.values():
                 r["speedup_vs_teacher"] = round(t50 / r["p50_ms"], 3) if r["p50_ms"] > 0 else None
         ctx.metrics["profile"] = {
-            "threads": threads,
-            "batch": tp.batch,
+            "threads": timing.threads,
+            "batch": timing.batch,
             "where": m.where,
             "source": m.source,
             "results": results,
