@@ -135,16 +135,22 @@ def export_onnx(
                 op = unsupported_operator(str(exc))
                 layer = layer_calling(model, example, op) if op else None
                 raise _export_error(exc, model_name, out, opset, layer) from exc
-            try:
-                onnx.checker.check_model(str(tmp), full_check=True)
-            except Exception as exc:
-                raise ExportError(
-                    f"ONNX checker rejected the export of {model_name} to {out}: {str(exc).splitlines()[0]}",
-                    fix="try another lower.opset in model.yaml; if it persists, report the layer named above",
-                ) from exc
+            check_onnx(
+                tmp,
+                f"ONNX checker rejected the export of {model_name} to {out}",
+                "try another lower.opset in model.yaml; if it persists, report the layer named above",
+            )
     finally:
         model.train(was_training)
     return out
+
+
+def check_onnx(path: str | os.PathLike[str], what: str, fix: str) -> None:
+    """``onnx.checker`` (full check) on the file at ``path``; ExportError ``"<what>: <the checker's first line>"``."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{what}: {str(exc).splitlines()[0]}", fix=fix) from exc
 
 
 def _export_legacy(model: nn.Module, example: torch.Tensor, tmp: Path, opset: int, dynamic_batch: bool) -> None:

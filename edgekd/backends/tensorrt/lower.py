@@ -24,6 +24,7 @@ import onnx
 from pydantic import Field
 
 from edgekd.backends.base import accuracy
+from edgekd.backends.onnx.lower import check_onnx
 from edgekd.backends.parity import check_parity
 from edgekd.backends.tensorrt.runtime import TrtModel, tensorrt_status
 from edgekd.config.target import Precision
@@ -94,13 +95,7 @@ def check_tensorrt_onnx(path: str | os.PathLike[str], max_opset: int = MAX_OPSET
     DequantizeLinear is int8 with zero points of 0 (TensorRT's explicit quantization is symmetric int8).
     """
     p = Path(path)
-    try:
-        onnx.checker.check_model(str(p), full_check=True)
-    except Exception as exc:
-        raise ExportError(
-            f"{p}: ONNX checker rejected the model: {str(exc).splitlines()[0]}",
-            fix="re-export with another lower.opset in model.yaml",
-        ) from exc
+    check_onnx(p, f"{p}: ONNX checker rejected the model", "re-export with another lower.opset in model.yaml")
     model = onnx.load(str(p))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     checks = ["onnx.checker (full_check)"]
