@@ -7,7 +7,6 @@ reused for every step and epoch.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from torch import nn
 from edgekd.core.schema import Strict, did_you_mean
 from edgekd.data.dataset import Split
 from edgekd.train.loop import ProgressSink, TrainHistory, TrainSettings
-from edgekd.train.losses import TERMS
+from edgekd.train.loss_config import validate_loss
 from edgekd.train.objective import Recipe, fit
 
 LOGIT_TERMS = ("ce", "kd", "dkd", "dist", "sinkhorn")
@@ -41,30 +40,15 @@ class RecoveryConfig(Strict):
     @field_validator("loss")
     @classmethod
     def _logit_terms(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if not v:
-            raise ValueError("loss: name at least one term, e.g. {ce: 0.1, kd: 0.9}")
-        out = {}
-        for name, value in v.items():
-            if name not in LOGIT_TERMS:
-                raise ValueError(
-                    f"unknown recovery loss term {name!r}{did_you_mean(name, list(LOGIT_TERMS))}; "
-                    f"recovery uses logit terms only: {', '.join(LOGIT_TERMS)}"
-                )
-            settings = {"weight": value} if isinstance(value, int | float) and not isinstance(value, bool) else value
-            if not isinstance(settings, dict):
-                raise ValueError(f"{name}: give a weight or a mapping {{weight: ..., ...}}, not {value!r}")
-            settings = dict(settings)
-            weight = settings.pop("weight", 1.0)
-            if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
-                raise ValueError(f"{name}.weight: must be a number >= 0, got {weight!r}")
-            allowed = list(inspect.signature(TERMS[name][0]).parameters)
-            for key in settings:
-                if key not in allowed:
-                    raise ValueError(f"{name}.{key}: unknown option{did_you_mean(key, allowed)}")
-            out[name] = {"weight": float(weight), **settings}
-        if not any(t["weight"] > 0 for t in out.values()):
-            raise ValueError("every term has weight 0")
-        return out
+        return validate_loss(
+            v,
+            LOGIT_TERMS,
+            "{ce: 0.1, kd: 0.9}",
+            lambda name: (
+                f"unknown recovery loss term {name!r}{did_you_mean(name, list(LOGIT_TERMS))}; "
+                f"recovery uses logit terms only: {', '.join(LOGIT_TERMS)}"
+            ),
+        )
 
 
 def subset(train: Split, fraction: float, seed: int) -> Split:

@@ -16,7 +16,6 @@ diswot_semantic, diswot_relation, minilm). Layer names are module paths, checked
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -34,6 +33,7 @@ from edgekd.stages.distill.report import distill_sections
 from edgekd.train.distributed import fit_distributed
 from edgekd.train.inherit import inherit
 from edgekd.train.loop import TrainSettings, accuracy
+from edgekd.train.loss_config import validate_loss
 from edgekd.train.losses import TERMS, Term
 from edgekd.train.objective import Recipe, fit
 from edgekd.train.pairing import check_layer
@@ -44,39 +44,6 @@ class Optimizer(Strict):
     lr: float = Field(default=0.1, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=5e-4, ge=0)
-
-
-class LayerPair(Strict):
-    student: str
-    teacher: str
-
-
-def _term_settings(name: str, value: Any) -> dict[str, Any]:
-    """Validate one loss entry: a number (its weight) or a mapping with weight, pairs and the term's options."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = {"weight": value}
-    if not isinstance(value, dict):
-        raise ValueError(f"{name}: give a weight (number) or a mapping {{weight: ..., ...}}, not {value!r}")
-    settings = dict(value)
-    weight = settings.pop("weight", 1.0)
-    if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
-        raise ValueError(f"{name}.weight: must be a number >= 0, got {weight!r}")
-    builder, needs_pairs = TERMS[name]
-    allowed = [p for p in inspect.signature(builder).parameters if p != "pairs"]
-    if needs_pairs:
-        pairs = settings.pop("pairs", None)
-        if not pairs:
-            raise ValueError(f"{name}.pairs: required, e.g. [{{student: layer3, teacher: layer3}}]")
-        settings["pairs"] = [LayerPair.model_validate(p).model_dump() for p in pairs]
-    for key, v in settings.items():
-        if key != "pairs" and key not in allowed:
-            raise ValueError(
-                f"{name}.{key}: unknown option{did_you_mean(key, allowed)}; "
-                f"options: weight{', pairs' if needs_pairs else ''}{''.join(', ' + a for a in allowed)}"
-            )
-        if key != "pairs" and (not isinstance(v, int | float) or isinstance(v, bool)):
-            raise ValueError(f"{name}.{key}: must be a number, got {v!r}")
-    return {"weight": float(weight), **settings}
 
 
 class DistillConfig(Strict):
@@ -125,18 +92,12 @@ class DistillConfig(Strict):
     @field_validator("loss")
     @classmethod
     def _loss_terms(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if not v:
-            raise ValueError("loss: name at least one term, e.g. {ce: 1.0}")
-        out = {}
-        for name, value in v.items():
-            if name not in TERMS:
-                raise ValueError(
-                    f"unknown loss term {name!r}{did_you_mean(name, list(TERMS))}; terms: {', '.join(TERMS)}"
-                )
-            out[name] = _term_settings(name, value)
-        if not any(t["weight"] > 0 for t in out.values()):
-            raise ValueError("every term has weight 0")
-        return out
+        return validate_loss(
+            v,
+            list(TERMS),
+            "{ce: 1.0}",
+            lambda name: f"unknown loss term {name!r}{did_you_mean(name, list(TERMS))}; terms: {', '.join(TERMS)}",
+        )
 
 
 def _pairs(cfg: DistillConfig) -> list[tuple[str, str, str]]:

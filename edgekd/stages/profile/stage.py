@@ -76,5 +76,11 @@ class Profile(Pass):
         }
         if m.device is not None:
             ctx.metrics["profile"]["device"] = m.device
+        ctx.metrics["environment"] = {
+            "threads": timing.threads,
+            "batch": timing.batch,
+            "latency_device": m.where,
+            "device": m.device,
+        }
         # host figures taken because the device could not be used are not cached: the next run tries the device again
         return Produced(cacheable=m.device is not None or ctx.target.device.kind != "ssh")

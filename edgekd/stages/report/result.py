@@ -1,18 +1,19 @@
-"""``result.json``: the machine-readable outcome of a compile (schema version 2; see docs/result-schema.md).
+"""``result.json``: the machine-readable outcome of a compile (schema version 3; see docs/result-schema.md).
 
 Top-level keys: ``schema_version``, ``edgekd_version``, ``run_id``, ``created``, ``config``,
 ``target`` (name, description, backends, precisions, runtime, device, latency, predictor), ``data``, ``teacher``,
 ``student``, ``deployable``, ``artifacts`` (name -> path, sha256, bytes, precision, backend, accuracy, parity,
 latency), ``lower`` (opset, simplification, TFLite settings, TensorRT checks and trtexec
 commands), ``stages``, ``pass_table`` (one row per stage: accuracy, params, MACs, size, latency and its source),
-``search`` (the search pass's candidates, Pareto set and choice, or null), ``precision`` (artifact -> per-layer
+``search`` (the search pass's candidates, Pareto set and choice), ``precision`` (artifact -> per-layer
 precision rows), ``passes``, ``profile``, ``constraints`` (each with its value and whether it was met),
 ``notes`` (what was not measured and why), ``environment`` (versions, threads, device, latency sources).
 Every latency carries ``source`` (``measured-device`` | ``measured-host`` | ``predicted``), ``measured`` (bool),
 ``on_target`` (bool) and ``where`` (text); a host stand-in may carry ``predicted`` (the predictor's figure for the
 target). v1 -> v2: added ``source``, ``predicted``, ``pass_table``, ``search``, ``precision``,
 ``target.latency``/``target.predictor`` and the environment's ``threads``/``device``/``latency_sources``; nothing
-was removed or renamed.
+was removed or renamed. v2 -> v3: each pass places its own part (``Pass.result_key``), so ``search``, ``lower``,
+``profile`` and ``student.distill``/``prune``/``quantize`` are present only for passes in the run.
 """
 
 from __future__ import annotations
@@ -148,17 +149,17 @@ def _pass_table(ctx: Context) -> list[dict[str, Any]]:
 def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
     t = ctx.target
     best = deployable(ctx)
-    prof = ctx.metrics.get("profile") or {}
     sources = sorted(
         {latency_source(a.info.get("latency")) for a in ctx.artifacts.values() if a.info.get("latency")} - {None}
     )
     env = environment()
     env.update(
         {
-            "threads": prof.get("threads", t.runtime.threads),
-            "batch": prof.get("batch", t.profile.batch),
-            "latency_device": prof.get("where"),
-            "device": prof.get("device"),
+            "threads": t.runtime.threads,
+            "batch": t.profile.batch,
+            "latency_device": None,
+            "device": None,
+            **ctx.metrics.get("environment", {}),  # what a pass measured with (the profile pass: threads, device)
             "precisions": sorted({a.precision for a in ctx.artifacts.values() if a.kind == "onnx"}),
             "latency_sources": sources,
         }
