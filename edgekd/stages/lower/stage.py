@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from edgekd.backends.base import BACKENDS, accuracy, load_function, runs_here, runtime_name
+from edgekd.backends.base import BACKENDS, MODEL_KINDS, accuracy, load_function, runs_here, runtime_name
 from edgekd.backends.onnx.lower import LEGACY_MAX_OPSET
 from edgekd.backends.parity import ParityReport, check_parity
 from edgekd.backends.tensorrt.lower import TensorrtConfig
@@ -29,6 +29,7 @@ from edgekd.config.target import TargetConfig
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section
+from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Artifact, Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.lower.report import lower_sections
@@ -96,6 +97,10 @@ class Lower(Pass):
         threads = ctx.target.runtime.threads
         delegate = tflite_delegate(c, ctx.target)
         results = {}
+        size = {"params": count_params(ctx.student), "macs": count_macs(ctx.student, ctx.data.input_shape)}
+        for art in ctx.artifacts.values():  # every model so far was exported from this student (pruned or not)
+            if art.kind in MODEL_KINDS:
+                art.info.update(size)
         for art in list(ctx.artifacts.values()):
             if not runs_here(ctx.path_of(art.name)):  # engines are checked where they are built
                 continue

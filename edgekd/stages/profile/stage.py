@@ -12,6 +12,7 @@ from edgekd.backends.base import runs_here
 from edgekd.backends.onnx.lower import export_onnx
 from edgekd.core.schema import Strict
 from edgekd.latency.for_target import measure_for_target, predicted_for
+from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, Produced, register_pass
 
@@ -38,7 +39,8 @@ class Profile(Pass):
         timing = ctx.target.timing(c.warmup, c.runs, c.rounds, c.threads, c.per_layer)
         if c.include_teacher:
             path = export_onnx(ctx.teacher, ctx.data.test.x[:1], ctx.run_dir / "teacher.onnx")  # written atomically
-            ctx.add_artifact("teacher_onnx", path, "onnx", precision="fp32", backend="onnx")
+            art = ctx.add_artifact("teacher_onnx", path, "onnx", precision="fp32", backend="onnx")
+            art.info.update(params=count_params(ctx.teacher), macs=count_macs(ctx.teacher, ctx.data.input_shape))
         arts = [a for a in ctx.artifacts.values() if runs_here(ctx.path_of(a.name))]
         bar = ctx.progress("profile")
         total_runs = (timing.warmup + timing.runs) * len(arts)

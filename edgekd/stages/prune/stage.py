@@ -288,6 +288,8 @@ class Prune(Pass):
             }
         )
         ctx.metrics["prune"] = metrics
+        # the student as shipped from here on is the pruned one
+        ctx.metrics.setdefault("student", {}).update(params=metrics["params"], macs=metrics["macs"])
         ctx.stages.append(
             {
                 "stage": "prune",

@@ -114,8 +114,8 @@ def _summary(r: dict[str, Any], arts: dict[str, Any], teacher: dict[str, Any], s
             [
                 f"student {a['precision']} (`{a['path']}`)",
                 num(a.get("accuracy")),
-                count(student.get("params")),
-                mmacs(student.get("macs")),
+                count(a.get("params", student.get("params"))),  # v3: the artifact's own model
+                mmacs(a.get("macs", student.get("macs"))),
                 size(a["bytes"]),
                 num(lat.get("p50_ms"), "{:.3f}"),
                 f"{speed:.2f}×" if speed else "—",

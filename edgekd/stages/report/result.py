@@ -134,9 +134,10 @@ def _pass_table(ctx: Context) -> list[dict[str, Any]]:
             row["params"] = row["params"] or teacher.get("params")
             row["macs"] = row["macs"] or teacher.get("macs")
         else:
-            row["params"] = row["params"] or student.get("params")
-            row["macs"] = row["macs"] or student.get("macs")
             art_name = st.get("artifact")
+            art = ctx.artifacts[art_name].info if art_name in ctx.artifacts else {}
+            row["params"] = row["params"] or art.get("params") or student.get("params")
+            row["macs"] = row["macs"] or art.get("macs") or student.get("macs")
         lat = ctx.artifacts[art_name].info.get("latency") if art_name in ctx.artifacts else None
         row["artifact"] = art_name
         row["p50_ms"] = lat.get("p50_ms") if lat else None
