@@ -19,7 +19,7 @@ from edgekd._version import __version__
 from edgekd.backends.base import runs_here
 from edgekd.compiler.cache import Cache, input_key
 from edgekd.compiler.manager import PassManager
-from edgekd.compiler.plan import load_model_config, plan, stage_classes
+from edgekd.compiler.plan import imported_code, load_model_config, plan, refuse_code, stage_classes
 from edgekd.compiler.run_folder import RunLock, run_folder
 from edgekd.config.model import ModelConfig
 from edgekd.config.target import TargetConfig, list_targets, load_target, with_device
@@ -60,6 +60,7 @@ def compile(
     overrides: list[str] | None = None,
     nproc: int | None = None,
     device: str | None = None,
+    allow_code: bool = True,
 ) -> CompileResult:
     """Validate everything, then run the passes of ``config`` for ``target`` into ``out/<run-id>/``.
 
@@ -69,9 +70,13 @@ def compile(
     ``KEY=VALUE`` strings applied to the YAML before validation (``edgekd compile --set``).
     ``nproc`` runs every distill pass data-parallel in that many processes (``--nproc``).
     ``device="user@host[:port]"`` measures latency on that device over SSH (the target's other device
-    settings are kept).
+    settings are kept). ``allow_code=False`` (``--no-code``) refuses a config that names Python code outside
+    edgekd (``arch: "module:function"``, ``data.callable``) before importing anything of it; a config that names
+    code is code, so compile configs from others only this way. result.json lists the code a compile imported.
     """
     cfg = config if isinstance(config, ModelConfig) else load_model_config(config, overrides)
+    if not allow_code:
+        refuse_code(cfg)
     if nproc is not None:
         if nproc < 1:
             raise PipelineError(f"--nproc {nproc}: must be >= 1", fix="give the number of training processes")
@@ -105,6 +110,7 @@ def compile(
         with torch.no_grad():
             data.label_with(lambda x: predict_logits(teacher, x))
 
+    code = imported_code(cfg)
     run_dir = run_folder(out, cfg, resume)
     with RunLock(run_dir):
         events = EventLog(run_dir / "events.jsonl")
@@ -130,7 +136,8 @@ def compile(
             quiet=quiet,
             capabilities={"teacher", "data"} | ({"student"} if student is not None else set()),
         )
-        manager = PassManager(passes, Cache(out / ".cache", read=use_cache), input_key(cfg, tgt))
+        ctx.metrics["code"] = code
+        manager = PassManager(passes, Cache(out / ".cache", read=use_cache), input_key(cfg, tgt, code))
         try:
             manager.run(ctx)
         except OSError as exc:
@@ -163,14 +170,16 @@ def search(
     out: str | Path = "runs",
     overrides: list[str] | None = None,
     quiet: bool = False,
+    allow_code: bool = True,
 ) -> CompileResult:
-    """Run only the search pass(es) of ``config`` (and the report); ``metrics["search"]`` holds the Pareto set."""
+    """Run only the search pass(es) of ``config`` (and the report); ``metrics["search"]`` holds the Pareto set.
+    ``allow_code`` as for :func:`compile`."""
     cfg = load_model_config(config, overrides)
     kept = [p for p in cfg.passes if p.name == "search"]
     if not kept:
         raise PipelineError(f"{config}: passes has no search entry", fix="add - search: {...} to passes (see README)")
     cfg.passes = kept
-    return compile(cfg, target=target, out=out, quiet=quiet)
+    return compile(cfg, target=target, out=out, quiet=quiet, allow_code=allow_code)
 
 
 def targets() -> list[TargetConfig]:

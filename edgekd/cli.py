@@ -29,6 +29,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
         overrides=a.set,
         nproc=a.nproc,
         device=a.device,
+        allow_code=not a.no_code,
     )
     if a.json:
         print(json.dumps(res.result, indent=2))
@@ -48,7 +49,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
 def _cmd_search(a: argparse.Namespace) -> int:
     from edgekd import api
 
-    res = api.search(a.config, target=a.target, out=a.out, overrides=a.set, quiet=a.quiet)
+    res = api.search(a.config, target=a.target, out=a.out, overrides=a.set, quiet=a.quiet, allow_code=not a.no_code)
     s = res.metrics["search"]
     if a.json:
         print(json.dumps(s, indent=2))
@@ -142,6 +143,12 @@ def _cmd_init(a: argparse.Namespace) -> int:
     return 0
 
 
+NO_CODE = (
+    "refuse a model.yaml that names Python code outside edgekd (arch: module:function, data.callable): for "
+    "compiling configs written by others"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgekd", description="Compress a PyTorch teacher into a fast student for an edge target."
@@ -184,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USER@HOST[:PORT]",
         help="measure latency on this device over SSH (key auth, host key must be in known_hosts)",
     )
+    c.add_argument("--no-code", action="store_true", help=NO_CODE)
     c.set_defaults(func=_cmd_compile)
 
     s = sub.add_parser("search", help="run only the student search of model.yaml and print its Pareto set")
@@ -193,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--json", action="store_true")
     s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--no-code", action="store_true", help=NO_CODE)
     s.set_defaults(func=_cmd_search)
 
     t = sub.add_parser("targets", help="list the target profiles")

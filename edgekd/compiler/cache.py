@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def input_key(cfg: ModelConfig, target: TargetConfig) -> str:
-    """The cache key of a compile's inputs: the config (passes aside), the target, edgekd's version and the
-    checkpoints' sha256."""
+def input_key(cfg: ModelConfig, target: TargetConfig, code: Sequence[dict[str, Any]] = ()) -> str:
+    """The cache key of a compile's inputs: the config (passes aside), the target, edgekd's version, the
+    checkpoints' sha256 and the files of the code the config imported (``code``: :func:`plan.imported_code`)."""
     inputs: dict[str, Any] = {
         "config": cfg.fingerprint(),
         "target": target.model_dump(mode="json"),
         "version": __version__,
+        "code": [(c["callable"], c["sha256"]) for c in code],
     }
     for spec, key in ((cfg.teacher, "teacher"), (cfg.student, "student")):
         if spec is not None and spec.checkpoint is not None:

@@ -9,6 +9,7 @@ reported at once, before anything runs.
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from pydantic import BaseModel
 from edgekd.compiler.baseline import Baseline
 from edgekd.config import load
 from edgekd.config.model import ModelConfig
-from edgekd.core.errors import PipelineError
+from edgekd.core.artifacts import sha256_file
+from edgekd.core.errors import ConfigError, PipelineError
 from edgekd.models.build import arch_problem
 from edgekd.pipeline.stage import Pass, registered, registered_names
 
@@ -127,3 +129,38 @@ def stage_classes(names: list[str]) -> list[type[Pass]]:
         if cls is not None:
             out.append(cls)
     return out
+
+
+def imported_code(cfg: ModelConfig) -> list[dict[str, Any]]:
+    """Each piece of code ``cfg`` named and edgekd imported (call after building the models and loading the data):
+    its key, ``module:function``, the module's file and that file's sha256 (recorded in result.json, and part of
+    the cache key, so editing a builder re-runs the compile)."""
+    out = []
+    for key, ref in cfg.code_references():
+        module = sys.modules.get(ref.partition(":")[0])
+        file = getattr(module, "__file__", None)
+        out.append(
+            {
+                "key": key,
+                "callable": ref,
+                "file": file,
+                "sha256": sha256_file(file) if file and Path(file).is_file() else None,
+            }
+        )
+    return out
+
+
+def refuse_code(cfg: ModelConfig) -> None:
+    """ConfigError when ``cfg`` names Python code outside edgekd (``--no-code``: for services compiling configs that
+    others wrote, where a builder such as ``arch: "os:system"`` would run anything)."""
+    refs = [(k, ref) for k, ref in cfg.code_references() if ref.partition(":")[0].split(".")[0] != "edgekd"]
+    if refs:
+        label = cfg.source_file or "model config"
+        problems = [f"{k}: names code to import and run ({ref!r})" for k, ref in refs]
+        raise ConfigError(
+            f"{label}: --no-code refuses configs that import modules outside edgekd; {len(refs)} found\n  "
+            + "\n  ".join(problems),
+            fix="use zoo architectures and data sources (npz, image-folder, fashion-mnist), or compile without "
+            "--no-code if you trust the config's author",
+            problems=problems,
+        )

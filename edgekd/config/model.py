@@ -132,6 +132,16 @@ class ModelConfig(Strict):
     def resolve(self, p: Path) -> Path:
         return p if p.is_absolute() else (self.base_dir / p)
 
+    def code_references(self) -> list[tuple[str, str]]:
+        """(YAML key, ``module:function``) of every piece of Python code this config has edgekd import and call:
+        builders (``teacher.arch``, ``student.arch``) and data callables (``data.callable``). A model.yaml that
+        names code is code: loading it runs that code."""
+        refs = [(f"{key}.arch", spec.arch) for spec, key in ((self.teacher, "teacher"), (self.student, "student"))]
+        refs = [(k, v) for k, v in refs if ":" in v]
+        if self.data.callable:
+            refs.append(("data.callable", self.data.callable))
+        return refs
+
     def fingerprint(self) -> dict[str, Any]:
         """Everything but the passes, as plain data (the pipeline hashes it for the cache)."""
         d = self.model_dump(mode="json", exclude={"passes", "base_dir", "source_file"})

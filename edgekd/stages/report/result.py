@@ -197,6 +197,7 @@ def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
         "passes": passes,
         "constraints": _constraints(ctx, best),
         "notes": ctx.notes,
+        "code": ctx.metrics.get("code", []),
         "environment": env,
     }
     ran = {id(p) for p in ctx.stages_run}
