@@ -122,6 +122,12 @@ def check_input(model: nn.Module, input_shape: tuple[int, ...], num_classes: int
             f"{key} does not accept inputs of data.input_shape {list(input_shape)}: {str(exc).splitlines()[0]}",
             fix=f"set data.input_shape to what the model expects, or {key}.params.in_channels",
         ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(
+            f"{key} returns a {type(out).__name__} from forward, not a logits tensor of shape [N, {num_classes}]",
+            fix=f"give {key}.arch a builder whose model's forward returns the logits tensor (wrap the model in a "
+            "module that picks the logits out of the tuple or dict)",
+        )
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise ModelError(
             f"{key} gives outputs of shape {list(out.shape)}, expected [N, {num_classes}] (data.num_classes)",

@@ -89,3 +89,24 @@ def test_safetensors_checkpoint_loads_and_garbage_is_refused(tmp_path: Path) -> 
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="not a valid safetensors file"):
         load_weights(dst, tmp_path / "bad.safetensors", "teacher")
+
+
+def test_a_teacher_returning_a_tuple_is_a_model_error_not_a_traceback(tmp_path, monkeypatch) -> None:
+    import edgekd
+    from tests.helpers import tiny_config, write_config
+
+    (tmp_path / "tuple_models.py").write_text(
+        "import torch\nfrom edgekd.models import zoo\n\n"
+        "class Pair(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.body = zoo.build('resnet', "
+        "{'depth': 8, 'width': 4, 'in_channels': 1, 'num_classes': 10})\n"
+        "    def forward(self, x):\n        y = self.body(x)\n        return y, y.softmax(1)\n\n"
+        "def pair():\n    return Pair()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = tiny_config(tmp_path)
+    cfg["teacher"] = {"arch": "tuple_models:pair"}
+    with pytest.raises(
+        ModelError, match=r"teacher returns a tuple from forward, not a logits tensor of shape \[N, 10\]"
+    ):
+        edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
