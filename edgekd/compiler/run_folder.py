@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import re
 import time
 from pathlib import Path
@@ -13,25 +15,37 @@ from edgekd.core.errors import PipelineError
 
 
 class RunLock:
-    """An exclusive lock on a run folder, so two compiles never write into the same one."""
+    """An exclusive lock on a run folder, so two compiles never write into the same one. The ``.lock`` file is
+    removed when the compile ends, so a finished run folder holds only the run's files."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / ".lock"
         self._f: Any = None
 
     def __enter__(self) -> RunLock:
-        self._f = open(self.path, "w")
-        try:
-            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._f.close()
-            raise PipelineError(
-                f"{self.path.parent} is in use by another edgekd process",
-                fix="wait for it to finish, or compile into another --out",
-            ) from None
-        return self
+        for _ in range(3):
+            f = open(self.path, "a")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                break
+            try:  # the lock counts only on the file still at .lock (its holder removes it before letting go)
+                same = os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._f = f
+                return self
+            f.close()
+        raise PipelineError(
+            f"{self.path.parent} is in use by another edgekd process",
+            fix="wait for it to finish, or compile into another --out",
+        )
 
     def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # while still holding the lock: a waiting process then sees another file
         fcntl.flock(self._f, fcntl.LOCK_UN)
         self._f.close()
 
