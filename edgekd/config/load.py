@@ -98,6 +98,11 @@ def parse_model_config(raw: Any, checks: Checks, source: Path | None = None) -> 
     if cfg is not None:
         specs = ((cfg.teacher, "teacher"), (cfg.student, "student"))
         arch = [f"{key}.arch: {p}" for spec, key in specs if spec is not None and (p := checks.arch_problem(spec.arch))]
+        if cfg.constraints.max_accuracy_drop is not None and cfg.data.val_fraction == 0:
+            arch.append(
+                "constraints.max_accuracy_drop: the accuracy guard compares on the validation split, but "
+                "data.val_fraction is 0 (there is none); set data.val_fraction (e.g. 0.1) or remove the constraint"
+            )
         problems = arch + problems
     if problems:
         raise ConfigError(

@@ -122,3 +122,12 @@ def test_overrides_are_validated_like_the_file(tiny: Path) -> None:
         load_model_config(tiny, ["passes[9].distill.epochs=1"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_model_config(tiny, ["passes[0]distill"])
+
+
+def test_an_accuracy_guard_without_a_validation_split_is_a_config_error(tmp_path: Path) -> None:
+    data = {**tiny_config(tmp_path)["data"], "val_fraction": 0.0}
+    probs = problems_of(tmp_path, constraints={"max_accuracy_drop": 1.0}, data=data)
+    assert probs == [
+        "constraints.max_accuracy_drop: the accuracy guard compares on the validation split, but data.val_fraction "
+        "is 0 (there is none); set data.val_fraction (e.g. 0.1) or remove the constraint"
+    ]
