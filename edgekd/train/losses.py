@@ -17,6 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _detached(x: Any) -> Any:
+    """``x`` (a tensor, or a module's tuple of outputs such as attention's) cut from the autograd graph."""
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, tuple | list):
+        return type(x)(_detached(v) for v in x)
+    return x
+
+
 @dataclass
 class Batch:
     student_logits: torch.Tensor
@@ -27,6 +36,13 @@ class Batch:
     #: classifier weights (K x C) of student and teacher, for the DisWOT semantic term
     student_fc: torch.Tensor | None = None
     teacher_fc: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        """The teacher is a fixed target: no term sends gradient into it, whatever graph its tensors carry."""
+        self.teacher_logits = self.teacher_logits.detach()
+        self.features = {k: (s, _detached(t)) for k, (s, t) in self.features.items()}
+        if self.teacher_fc is not None:
+            self.teacher_fc = self.teacher_fc.detach()
 
 
 class Term(nn.Module):

@@ -20,7 +20,8 @@ def _compile(tmp_path: Path, distill: dict, **data: object) -> edgekd.CompileRes
 
 
 def test_distill_improves_the_student_and_leaves_the_teacher_untouched(tmp_path: Path) -> None:
-    before = torch.load(tmp_path / "teacher.pt", weights_only=True) if (tmp_path / "teacher.pt").exists() else None
+    tiny_config(tmp_path)  # writes the teacher checkpoint the compile reads
+    before = torch.load(tmp_path / "teacher.pt", weights_only=True)
     res = _compile(
         tmp_path, {"epochs": 2, "loss": {"ce": 0.5, "kd": {"weight": 0.5, "temperature": 4}}}, train_limit=2000
     )
@@ -28,8 +29,7 @@ def test_distill_improves_the_student_and_leaves_the_teacher_untouched(tmp_path:
     assert len(d["epochs"]) == 2 and d["epochs"][0]["loss_kd"] > 0 and d["epochs"][0]["loss_ce"] > 0
     assert d["test_accuracy"] > 25.0, d  # chance is 10%: the student learned (the tiny teacher is untrained)
     after = torch.load(tmp_path / "teacher.pt", weights_only=True)
-    if before is not None:
-        assert all(torch.equal(before[k], after[k]) for k in after)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in after)
 
 
 def test_feature_terms_with_different_widths_train_end_to_end(tmp_path: Path) -> None:
