@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from edgekd._version import __version__
-from edgekd.backends.base import runs_here
+from edgekd.backends.base import library_versions, runs_here
 from edgekd.compiler.cache import Cache, input_key
 from edgekd.compiler.manager import PassManager
 from edgekd.compiler.plan import imported_code, load_model_config, plan, refuse_code, stage_classes
@@ -137,7 +137,8 @@ def compile(
             capabilities={"teacher", "data"} | ({"student"} if student is not None else set()),
         )
         ctx.metrics["code"] = code
-        manager = PassManager(passes, Cache(out / ".cache", read=use_cache), input_key(cfg, tgt, code))
+        key = input_key(cfg, tgt, code, data.content_sha256(), library_versions())
+        manager = PassManager(passes, Cache(out / ".cache", read=use_cache), key)
         try:
             manager.run(ctx)
         except OSError as exc:

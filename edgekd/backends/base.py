@@ -11,6 +11,7 @@ import importlib
 import os
 import re
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,6 +99,24 @@ BACKENDS: dict[str, Backend] = {
 MODEL_KINDS = ("onnx", "tflite", "engine")
 #: suffixes this host opens with a local runtime
 SUFFIXES = tuple(s for b in BACKENDS.values() if b.local for s in b.suffixes)
+
+
+#: the libraries whose versions decide what a compile computes (exports, quantization, runtimes)
+LIBRARIES = (
+    "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "torch-pruning", "litert-torch", "ai-edge-litert",
+    "ai-edge-quantizer", "tensorrt",
+)  # fmt: skip
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each of :data:`LIBRARIES` (None: not installed), read without importing them."""
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def backend_for_runtime(runtime: str) -> Backend:

@@ -16,6 +16,7 @@ from edgekd.config.model import ModelConfig
 from edgekd.config.target import TargetConfig
 from edgekd.core.artifacts import atomic_write_bytes, sha256_file
 from edgekd.core.errors import STORAGE_ERRNOS, storage_error
+from edgekd.latency.predictor.lookup import predictor_path
 
 
 def digest(obj: Any) -> str:
@@ -23,14 +24,26 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def input_key(cfg: ModelConfig, target: TargetConfig, code: Sequence[dict[str, Any]] = ()) -> str:
+def input_key(
+    cfg: ModelConfig,
+    target: TargetConfig,
+    code: Sequence[dict[str, Any]] = (),
+    data_sha256: str | None = None,
+    runtimes: dict[str, str | None] | None = None,
+) -> str:
     """The cache key of a compile's inputs: the config (passes aside), the target, edgekd's version, the
-    checkpoints' sha256 and the files of the code the config imported (``code``: :func:`plan.imported_code`)."""
+    checkpoints' sha256, the files of the code the config imported (``code``: :func:`plan.imported_code`), the
+    data's content (``DataBundle.content_sha256``), the target's latency predictor file and the versions of the
+    libraries that compute the results (``runtimes``): change any of them and nothing is replayed."""
+    predictor = predictor_path(target)
     inputs: dict[str, Any] = {
         "config": cfg.fingerprint(),
         "target": target.model_dump(mode="json"),
         "version": __version__,
         "code": [(c["callable"], c["sha256"]) for c in code],
+        "data": data_sha256,
+        "predictor": sha256_file(predictor) if predictor.is_file() else None,
+        "runtimes": runtimes or {},
     }
     for spec, key in ((cfg.teacher, "teacher"), (cfg.student, "student")):
         if spec is not None and spec.checkpoint is not None:

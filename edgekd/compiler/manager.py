@@ -97,6 +97,7 @@ class PassManager:
             "stages": ctx.stages,
             "notes": ctx.notes,
             "student_spec": ctx.student_spec.model_dump(mode="json") if ctx.student_spec else None,
+            "ran_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         stored: dict[str, Path | bytes] = {names[a.name]: ctx.run_dir / a.path for a in arts}
         if ctx.student is not None:
@@ -111,6 +112,10 @@ class PassManager:
         ctx.stages = state["stages"]
         for n in state["notes"]:
             ctx.note(n)
+        ctx.note(
+            f"{p.name}: restored from the cache, so its figures (accuracy, latency) were measured when it ran "
+            f"({state.get('ran_at', 'in an earlier compile')}), not in this run; --no-cache measures again"
+        )
         ctx.artifacts = {}
         for a in state["artifacts"]:
             art = Artifact(**a)

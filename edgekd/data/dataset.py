@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +46,16 @@ class DataBundle:
             if len(s):
                 s.y = predict(s.x).argmax(1).to(torch.int64)
         self.unlabelled = False
+
+    def content_sha256(self) -> str:
+        """sha256 over every split's images and labels as the compile uses them (after labelling and
+        normalisation), so any change of the data, whatever its source, changes the compile's cache key."""
+        digest = hashlib.sha256()
+        for s in (self.train, self.val, self.test, self.calibration):
+            for t in (s.x, s.y):
+                digest.update(str((tuple(t.shape), str(t.dtype))).encode())
+                digest.update(t.detach().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def describe(self) -> dict[str, object]:
         return {
