@@ -18,6 +18,21 @@ def source_text(lat: dict[str, Any] | None) -> str:
     return SOURCES.get(src, src) + on
 
 
+def _footnote(latencies: list[tuple[str, dict[str, Any]]]) -> str:
+    """What the table's figures are: derived throughput, own peak memory, the tail's sample count, the load."""
+    loads = {str(lat.get("load_average")) for _, lat in latencies if lat.get("load_average")}
+    load = next(iter(loads)) if len(loads) == 1 else None
+    parts = [
+        "inf/s (derived) is batch / mean latency of sequential runs, not a throughput test",
+        "own peak MB is the resident memory a model added while it loaded and warmed up (the process's VmHWM above "
+        "its size before), not the process's peak",
+        "p99 (1 run) means the timed runs leave one sample at or above the 99th percentile (raise profile.runs)",
+    ]
+    if load:
+        parts.append(f"load average (1, 5, 15 min) around the measurement: {load}")
+    return "; ".join(parts) + "."
+
+
 def latency_sections(latencies: list[tuple[str, dict[str, Any]]], context: str = "") -> list[Section]:
     """Latency table, distribution figure and per-layer top-k for (label, latency record) pairs."""
     sec = Section("Latency")
@@ -29,11 +44,14 @@ def latency_sections(latencies: list[tuple[str, dict[str, Any]]], context: str =
     rows = []
     for label, lat in latencies:
         pred = lat.get("predicted") or {}
+        p99 = num(lat.get("p99_ms"), "{:.3f}") + (" (1 run)" if lat.get("p99_samples") == 1 else "")
         rows.append(
             [
                 label,
-                *(num(lat.get(k), "{:.3f}") for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms")),
-                num(lat.get("throughput"), "{:.0f}"),
+                *(num(lat.get(k), "{:.3f}") for k in ("p50_ms", "p90_ms")),
+                p99,
+                *(num(lat.get(k), "{:.3f}") for k in ("mean_ms", "std_ms")),
+                num(lat.get("throughput"), "{:.0f}") + (" (derived)" if lat.get("throughput_derived") else ""),
                 num(lat.get("init_ms"), "{:.1f}"),
                 num(lat.get("peak_rss_mb"), "{:.0f}"),
                 f"**{source_text(lat)}**",
@@ -41,8 +59,9 @@ def latency_sections(latencies: list[tuple[str, dict[str, Any]]], context: str =
                 num(pred.get("p50_ms"), "{:.3f}") if pred else "—",
             ]
         )
-    header = ["model", "p50 ms", "p90", "p99", "mean", "std", "inf/s", "init ms", "peak RSS MB", "source", "where"]
+    header = ["model", "p50 ms", "p90", "p99", "mean", "std", "inf/s", "init ms", "own peak MB", "source", "where"]
     sec.blocks.append(Table([*header, "predicted p50 on target"], rows))
+    sec.blocks.append(Text(_footnote(latencies)))
     measured = [(label, lat) for label, lat in latencies if lat.get("p50_ms") is not None and lat.get("measured", True)]
     if measured:
         sec.blocks.append(

@@ -17,7 +17,7 @@ from typing import Any
 from edgekd.backends.base import backend_for_runtime, load_function, remote_name
 from edgekd.config.target import TargetConfig, Timing
 from edgekd.core.errors import DeviceError, ProfilingError
-from edgekd.latency.measure import RUNNER, LatencyStats
+from edgekd.latency.measure import RUNNER, LatencyStats, session_load
 from edgekd.latency.ssh import SSHClient
 
 ProgressFn = Callable[[int, int], None]
@@ -131,7 +131,10 @@ class DeviceProfiler:
             f"{models[0].get('runtime', 'onnxruntime') if models else 'onnxruntime'} {version}, "
             f"Python {host.get('python', '?')})"
         )
-        entries = [{**entry, "path": str(local)} for local, entry in zip(paths, models, strict=True)]
+        load = session_load(doc)
+        entries = [
+            {**entry, "path": str(local), "load_average": load} for local, entry in zip(paths, models, strict=True)
+        ]
         return entries, where, {"address": self.address, "uname": uname, **host}
 
 

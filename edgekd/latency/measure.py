@@ -51,6 +51,12 @@ class LatencyStats:
     source: str = "measured-host"
     #: the target's predicted latency record when these figures were taken on a stand-in host
     predicted: dict[str, Any] | None = None
+    #: throughput is batch / mean latency of sequential runs (derived), not measured under concurrent load
+    throughput_derived: bool = False
+    #: timed runs at or above p99 (1: the p99 figure is a single run; raise profile.runs for a steadier tail)
+    p99_samples: int | None = None
+    #: the machine's 1/5/15-minute load average before and after the measurement session (None: not known)
+    load_average: dict[str, list[float] | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -63,7 +69,8 @@ class LatencyStats:
         names = {
             f for f in cls.__dataclass_fields__ if f not in ("where", "measured", "on_target", "source", "predicted")
         }
-        missing = names - entry.keys() - {"providers", "per_layer"}
+        optional = {"providers", "per_layer", "throughput_derived", "p99_samples", "load_average"}
+        missing = names - entry.keys() - optional
         if missing:
             raise ProfilingError(
                 f"runner output for {entry.get('path', '?')} lacks {sorted(missing)}",
@@ -139,11 +146,19 @@ def measure(
         ) from exc
     thread_text = f"{threads} threads" if threads else "default threads"
     machine = doc.get("host", {}).get("machine", "?")
+    load = session_load(doc)
     clock_text = ", thread CPU time" if clock == "thread" else ""
     out = []
     for entry in doc["models"]:
         runtime = f"{entry.get('runtime', 'onnxruntime')} {entry.get('runtime_version', '?')}"
         if backend_for_runtime(entry.get("runtime", "onnxruntime")).delegates:  # say which delegate ran it
             runtime += f" ({', '.join(entry.get('providers') or [])})"
-        out.append(LatencyStats.from_runner(entry, f"host ({machine}, {thread_text}, {runtime}{clock_text})"))
+        where = f"host ({machine}, {thread_text}, {runtime}{clock_text})"
+        out.append(LatencyStats.from_runner({**entry, "load_average": load}, where))
     return out
+
+
+def session_load(doc: dict[str, Any]) -> dict[str, list[float] | None]:
+    """The load average the runner saw before and after its session (from its JSON's ``host``)."""
+    host = doc.get("host", {})
+    return {"before": host.get("load_average_before"), "after": host.get("load_average_after")}

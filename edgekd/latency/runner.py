@@ -245,13 +245,38 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _peak_rss_mb() -> float | None:
+def _hwm_bytes() -> int | None:
+    """This process's own peak resident memory (VmHWM). Not ``getrusage().ru_maxrss``: on Linux that carries the
+    parent's peak into a forked child, so a runner started by a 3 GB compile would report 3 GB."""
     try:
-        import resource
-    except ImportError:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+#: untimed runs of a model each time the interleaved rounds switch to it (its caches were the previous model's)
+REWARM = 3
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -305,7 +330,10 @@ def measure(
     loaded: list[Loaded] = []
     rss_delta: list[float | None] = []
     init_ms: list[float] = []
+    load_before = _load_average()
+    peak_mb: list[float | None] = []
     for path in paths:
+        own_peak = _reset_hwm()
         before = _rss_bytes()
         start = time.perf_counter()
         try:
@@ -319,6 +347,8 @@ def measure(
             model.run()
         after = _rss_bytes()
         rss_delta.append(None if before is None or after is None else (after - before) / 2**20)
+        hwm = _hwm_bytes() if own_peak else None
+        peak_mb.append(None if hwm is None or before is None else (hwm - before) / 2**20)
         loaded.append(model)
         done += 1
         _progress(done, total)
@@ -326,6 +356,8 @@ def measure(
     for n in per_round:
         for i, model in enumerate(loaded):
             before = _rss_bytes()
+            for _ in range(min(warmup, REWARM) if len(loaded) > 1 else 0):
+                model.run()
             gc.disable()
             try:
                 for _ in range(n):
@@ -340,14 +372,15 @@ def measure(
                 rss_delta[i] = delta + (after - before) / 2**20
             done += 1
             _progress(done, total)
-    peak = _peak_rss_mb()
+    hwm = _hwm_bytes()
+    peak = None if hwm is None else hwm / 2**20  # the whole runner process (all models, the runtime)
     layers: list[Any] = [None] * len(paths)
     if per_layer > 0:  # after all timing, so profiling never overlaps a timed run
         for i, model in enumerate(loaded):
             if model.per_layer is not None:
                 layers[i] = model.per_layer(max(1, min(runs, 50)), per_layer)
     results = []
-    for path, model, t, init, rss, top in zip(paths, loaded, times, init_ms, rss_delta, layers):  # noqa: B905 - py3.8
+    for path, model, t, init, rss, own, top in zip(paths, loaded, times, init_ms, rss_delta, peak_mb, layers):  # noqa: B905
         a = np.asarray(t, dtype=np.float64)
         mean = float(a.mean())
         results.append(
@@ -361,10 +394,12 @@ def measure(
                 "min_ms": float(a.min()),
                 "max_ms": float(a.max()),
                 "throughput": batch * 1000.0 / mean if mean > 0 else float("inf"),
+                "throughput_derived": True,  # batch / mean latency of sequential runs, not a concurrent-load test
+                "p99_samples": int(np.ceil(0.01 * a.size)),  # timed runs at or above p99: 1 means p99 is one run
                 "init_ms": init,
                 "model_bytes": os.path.getsize(path),
                 "rss_mb_delta": rss,
-                "peak_rss_mb": peak,
+                "peak_rss_mb": own,  # this model's own peak while loading and warming up (VmHWM above the RSS before)
                 "threads": threads,
                 "batch": batch,
                 "runs": int(a.size),
@@ -379,6 +414,8 @@ def measure(
             "system": platform.system(),
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": _load_average(),
         },
         "config": {
             "warmup": warmup,

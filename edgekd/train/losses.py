@@ -86,7 +86,10 @@ class KD(Term):
 
 
 class DKD(Term):
-    """Decoupled KD (Zhao et al. 2022): alpha * TCKD + beta * NCKD, with a linear warm-up of the weight."""
+    """Decoupled KD (Zhao et al. 2022): alpha * TCKD + beta * NCKD, with a linear warm-up of the weight.
+
+    ``warmup_steps`` counts optimisation steps (training forward passes), not epochs: the paper warms up over its
+    first 20 epochs, i.e. ``warmup_steps = 20 * steps per epoch`` for the same schedule."""
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup_steps: int = 0) -> None:
         super().__init__()
@@ -138,8 +141,9 @@ class DIST(Term):
 
 
 class Sinkhorn(Term):
-    """Entropy-regularised optimal transport (Sinkhorn) distance between the softened class distributions,
-    with the ground cost between classes taken from the teacher's class-embedding distances."""
+    """Entropy-regularised optimal transport (Sinkhorn) distance between the softened class distributions, with a
+    0/1 ground cost between classes (0 for the same class, 1 for any other): every class is as far from every other,
+    so the term compares the distributions' mass class by class, smoothed by the entropic plan."""
 
     def __init__(self, temperature: float = 4.0, epsilon: float = 0.1, iterations: int = 20) -> None:
         super().__init__()
@@ -247,9 +251,12 @@ class RKD(Term):
 
     @staticmethod
     def _dist(e: torch.Tensor) -> torch.Tensor:
-        d = torch.cdist(e, e)
-        mean = d[d > 0].mean() if (d > 0).any() else d.new_ones(())
-        return d / mean
+        """Pairwise distances divided by their mean over distinct pairs; the diagonal is exactly 0 (``cdist`` leaves
+        rounding noise there, which would leak into the mean and the loss)."""
+        off = ~torch.eye(len(e), dtype=torch.bool, device=e.device)
+        d = torch.cdist(e, e) * off
+        pos = d[off & (d > 0)]
+        return d / (pos.mean() if pos.numel() else d.new_ones(()))
 
     @staticmethod
     def _angle(e: torch.Tensor) -> torch.Tensor:

@@ -132,3 +132,9 @@ def test_engine_builds_and_matches_onnx(qdq: dict, tmp_path: Path) -> None:  # p
         got, ref = model.predict(x), OrtModel(qdq["fp32"], 1).predict(x)
         assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.75
         assert np.median(model.latency_ms(x[:1], warmup=5, runs=20)) > 0
+
+
+def test_fp32_engines_are_built_without_tf32() -> None:
+    fp32 = trt.trtexec_command("student.onnx", "s.engine", "fp32", "input", (1, 1, 28, 28), {})
+    int8 = trt.trtexec_command("student.int8.trt.onnx", "s.engine", "int8", "input", (1, 1, 28, 28), {})
+    assert "--noTF32" in fp32 and "--fp16" not in fp32 and "--noTF32" not in int8

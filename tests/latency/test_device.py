@@ -233,6 +233,7 @@ def test_trtexec_command_follows_precision_and_target_options() -> None:
     assert "--exportProfile=/tmp/e/p.json" in argv and "--dumpProfile" in argv
     fp32 = trtexec_argv("trtexec", "m.onnx", "fp32", 10, {}, None)
     assert "--int8" not in fp32 and "--fp16" not in fp32 and "--dumpProfile" not in fp32
+    assert "--noTF32" in fp32 and "--noTF32" not in argv  # fp32 engines are timed in fp32, not TF32
 
 
 def test_tensorrt_device_without_trtexec_is_a_clear_error(sshd: SSHServer, tmp_path: Path) -> None:

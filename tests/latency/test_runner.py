@@ -63,7 +63,10 @@ def test_runner_json_and_heavier_model_is_slower(tmp_path: Path) -> None:
         assert m["runs"] == 20 and m["threads"] == 1 and m["providers"] == ["CPUExecutionProvider"]
         assert m["throughput"] == pytest.approx(1000.0 / m["mean_ms"])
         assert m["model_bytes"] == Path(m["path"]).stat().st_size and m["init_ms"] > 0
-        assert m["peak_rss_mb"] > 10 and m["rss_mb_delta"] is not None
+        assert m["rss_mb_delta"] is not None and 0 <= m["peak_rss_mb"] <= doc["peak_rss_mb"]  # own <= process
+        assert m["throughput_derived"] is True and m["p99_samples"] == 1  # 20 runs: p99 is one run
+    assert doc["peak_rss_mb"] > 10  # the runner process as a whole (runtime and both models)
+    assert all(len(v) == 3 for v in (doc["host"]["load_average_before"], doc["host"]["load_average_after"]))
     assert models[0]["rss_mb_delta"] < 5  # one-time runtime set-up (and numpy.random) not charged to the first
     assert models[1]["p50_ms"] > 5 * models[0]["p50_ms"]
     progress = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
@@ -82,7 +85,8 @@ def test_rounds_interleave_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     for name in ("a", "b"):
         (tmp_path / f"{name}.fake").write_bytes(b"x")
     doc = runner.measure([str(tmp_path / "a.fake"), str(tmp_path / "b.fake")], 1, 6, 3, 1, 1)
-    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warmups, then 3 rounds of 2 runs each
+    # warm-ups, then 3 rounds of 2 timed runs each, every switch to a model re-warmed by min(warmup, REWARM) run
+    assert calls == ["a", "b"] + ["a", "a", "a", "b", "b", "b"] * 3
     assert [m["runs"] for m in doc["models"]] == [6, 6]
 
 
@@ -147,3 +151,18 @@ def test_thread_clock_needs_one_thread_and_times_cpu(tmp_path: Path) -> None:
     assert doc["config"]["clock"] == "thread" and doc["models"][0]["p50_ms"] > 0
     bad = _run(str(model), "--threads", "2", "--clock", "thread")
     assert bad.returncode == 2 and "use it with --threads 1" in bad.stderr
+
+
+def test_peak_memory_is_the_runner_own_not_its_parents(tmp_path: Path) -> None:
+    """ru_maxrss carries a parent's peak into a forked child; the runner reads its own high-water mark."""
+    model = _conv_model(tmp_path / "m.onnx", layers=1, channels=4, size=8)
+    code = (
+        "import json, subprocess, sys\n"
+        "big = bytearray(600 * 2**20)  # a parent that has touched 600 MB\n"
+        "big[:: 4096] = b'x' * len(big[:: 4096])\n"
+        f"out = subprocess.run([sys.executable, {str(runner.__file__)!r}, {str(model)!r}, '--runs', '5'],\n"
+        "                     capture_output=True, text=True, check=True).stdout\n"
+        "print(json.loads(out)['peak_rss_mb'])\n"
+    )
+    peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 5 < peak < 400, peak

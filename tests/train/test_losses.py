@@ -191,3 +191,26 @@ def test_feature_terms_send_no_gradient_into_the_teacher_features() -> None:
         build_term(name, {"pairs": pairs})(Batch(S, T, Y, {("a", "b"): (fs, ft)})).backward()
         assert fs.grad is not None and fs.grad.abs().sum() > 0, name
         assert ft.grad is None, name
+
+
+def test_rkd_distance_matches_a_hand_computed_value() -> None:
+    from edgekd.train.losses import RKD
+
+    e_t = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])  # pairwise 3, 4, 5: mean 4
+    e_s = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 4.0]])  # pairwise 6, 4, sqrt(52)
+    assert torch.allclose(RKD._dist(e_t), torch.tensor([[0, 0.75, 1.0], [0.75, 0, 1.25], [1.0, 1.25, 0]]))
+    mean_s = (6 + 4 + math.sqrt(52)) / 3
+    diffs = [6 / mean_s - 0.75, 4 / mean_s - 1.0, math.sqrt(52) / mean_s - 1.25]
+    expected = 2 * sum(0.5 * d * d for d in diffs) / 9  # smooth L1 (beta 1) over the 3x3 matrix, diagonal 0
+    term = RKD([("a", "b")], distance=1.0, angle=0.0)
+    got = term(Batch(S, T, Y, {("a", "b"): (e_s, e_t)}))
+    assert math.isclose(float(got), expected, rel_tol=1e-5)
+
+
+def test_rkd_diagonal_is_exactly_zero_whatever_cdist_rounds() -> None:
+    from edgekd.train.losses import RKD
+
+    e = torch.randn(32, 64, generator=torch.Generator().manual_seed(0)) * 1e3 + 1e4  # >25 rows: cdist uses mm
+    d = RKD._dist(e)
+    off = ~torch.eye(32, dtype=torch.bool)
+    assert torch.equal(d.diagonal(), torch.zeros(32)) and math.isclose(float(d[off].mean()), 1.0, rel_tol=1e-5)

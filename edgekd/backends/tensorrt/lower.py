@@ -206,6 +206,8 @@ def trtexec_command(
         argv += ["--int8", "--fp16"]
     elif precision == "fp16":
         argv += ["--fp16"]
+    else:
+        argv += ["--noTF32"]  # an fp32 engine computes in fp32, not TF32 on the tensor cores
     if dynamic_batch:
         dims = "x".join(str(d) for d in input_shape[1:])
         batch = input_shape[0]

@@ -123,6 +123,8 @@ def trtexec_argv(
         argv += ["--int8", "--fp16"]  # explicit QDQ scales; fp16 where a layer has no int8 kernel
     elif precision == "fp16":
         argv += ["--fp16"]
+    elif precision == "fp32":
+        argv += ["--noTF32"]  # fp32 means fp32: TensorRT would otherwise use TF32 tensor cores on Ampere and later
     if "workspace_mb" in opts:
         argv += [f"--memPoolSize=workspace:{int(opts['workspace_mb'])}M"]
     if export_profile:

@@ -326,6 +326,17 @@ def tflite_delegate(c: Any, target: TargetConfig) -> str:
     return c.tflite.delegate or str(target.runtime.options.get("delegate", "xnnpack"))
 
 
+def int8_activations(graph: dict[str, Any]) -> str:
+    """What an INT8 ``.tflite`` really holds, read from its graph (:func:`op_summary`): full-integer only when no
+    operator computes in float; otherwise the float operators are named."""
+    io = f"{graph['input_type'].lower()} input, {graph['output_type'].lower()} output"
+    floats = graph["float_operators"]
+    if not floats:
+        return f"int8 (full-integer: {io})"
+    named = ", ".join(f"{op} x{n}" for op, n in floats.items())
+    return f"int8 with float operators left ({named}; {io})"
+
+
 def check_available(c: Any, target: TargetConfig) -> None:
     """Before anything runs: the TFLite converter and interpreter (and the quantizer when needed) import here."""
     from edgekd.backends.tflite.runtime import import_interpreter
@@ -365,7 +376,8 @@ def lower(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
             art.info["quantization"] = {
                 "method": c.tflite.int8_method,
                 "weights": "int8 symmetric, " + ("per-channel" if per_channel else "per-tensor"),
-                "activations": "int8 (full-integer: int8 input and output)",
+                "activations": int8_activations(art.info["graph"]),
+                "integer_only": not art.info["graph"]["float_operators"],
                 "calibration_samples": len(calib),
             }
         elif precision == "fp16":
