@@ -136,8 +136,8 @@ class ModelConfig(Strict):
         """(YAML key, ``module:function``) of every piece of Python code this config has edgekd import and call:
         builders (``teacher.arch``, ``student.arch``) and data callables (``data.callable``). A model.yaml that
         names code is code: loading it runs that code."""
-        refs = [(f"{key}.arch", spec.arch) for spec, key in ((self.teacher, "teacher"), (self.student, "student"))]
-        refs = [(k, v) for k, v in refs if ":" in v]
+        specs = ((self.teacher, "teacher"), (self.student, "student"))
+        refs = [(f"{key}.arch", spec.arch) for spec, key in specs if spec is not None and ":" in spec.arch]
         if self.data.callable:
             refs.append(("data.callable", self.data.callable))
         return refs

@@ -56,3 +56,12 @@ def test_imported_builders_are_recorded_and_key_the_cache(tmp_path: Path, monkey
     second = edgekd.compile(path, out=tmp_path / "runs", quiet=True)
     statuses = {r["pass"]: r["status"] for r in json.loads(second.manifest_path.read_text())["passes"]}
     assert statuses["distill"] == "ran"  # the builder changed: nothing is replayed from the cache
+
+
+def test_a_config_without_student_names_only_the_teacher(tmp_path: Path) -> None:
+    from edgekd.compiler.plan import load_model_config
+
+    cfg = tiny_config(tmp_path)
+    del cfg["student"]
+    cfg["data"] = {**cfg["data"], "source": "callable", "callable": "mydata:load"}
+    assert load_model_config(write_config(tmp_path, cfg)).code_references() == [("data.callable", "mydata:load")]
