@@ -24,6 +24,7 @@ from typing import Any
 
 from edgekd._version import __version__
 from edgekd.backends.base import MODEL_KINDS
+from edgekd.core.errors import ProfilingError
 from edgekd.core.latency_source import source_of as latency_source
 from edgekd.pipeline.context import Context
 
@@ -100,8 +101,9 @@ def deployable(ctx: Context) -> dict[str, Any] | None:
     }
 
 
-def _precision(ctx: Context) -> dict[str, list[dict[str, Any]]]:
-    """Per-layer precision of each student ONNX artifact: every kernel and whether it runs in int8 or float."""
+def _precision(ctx: Context, notes: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per-layer precision of each student ONNX artifact: every kernel and whether it runs in int8 or float. An
+    artifact whose graph cannot be read is left out, and ``notes`` says so and why."""
     from edgekd.latency.predictor.kernels import detect
 
     out: dict[str, list[dict[str, Any]]] = {}
@@ -110,7 +112,8 @@ def _precision(ctx: Context) -> dict[str, list[dict[str, Any]]]:
             continue
         try:
             kernels = detect(ctx.path_of(a.name)).kernels
-        except Exception:  # a graph the detector cannot read is simply not tabulated
+        except (ProfilingError, OSError, ValueError) as exc:
+            notes.append(f"per-layer precision of {a.path} not tabulated: its graph could not be read ({exc})")
             continue
         float_prec = "fp16" if a.precision == "fp16" else "fp32"
         out[a.name] = [
@@ -193,10 +196,10 @@ def build_result(ctx: Context, passes: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "stages": ctx.stages,
         "pass_table": _pass_table(ctx),
-        "precision": _precision(ctx),
+        "precision": _precision(ctx, notes := list(ctx.notes)),
         "passes": passes,
         "constraints": _constraints(ctx, best),
-        "notes": ctx.notes,
+        "notes": notes,
         "code": ctx.metrics.get("code", []),
         "environment": env,
     }
