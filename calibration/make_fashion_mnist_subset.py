@@ -1,4 +1,4 @@
-"""Rebuild calibration/fashion-mnist-subset.npz: 500 train + 200 test images per class, seed 0.
+"""Rebuild edgekd/bundled/fashion-mnist-subset.npz (shipped in the wheel): 500 train + 200 test images per class, seed 0.
 
 Run from the repository root with the Debian package dataset-fashion-mnist installed:
     python calibration/make_fashion_mnist_subset.py
@@ -20,7 +20,7 @@ def strat(y, per):
 tr = strat(raw["y_train"], 500)
 te = strat(raw["y_test"], 200)
 np.savez_compressed(
-    "calibration/fashion-mnist-subset.npz",
+    "edgekd/bundled/fashion-mnist-subset.npz",
     x_train=raw["x_train"][tr],
     y_train=raw["y_train"][tr].astype(np.uint8),
     x_test=raw["x_test"][te],

@@ -73,7 +73,7 @@ def trained_tiny_teacher(folder: Path, epochs: int = 3) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     ckpt = folder / "teacher.pt"
-    data = np.load(REPO / "calibration" / "fashion-mnist-subset.npz")
+    data = np.load(REPO / "edgekd" / "bundled" / "fashion-mnist-subset.npz")
     x = torch.from_numpy(data["x_train"][:2048]).float().div(255)
     x = (x - 0.2860) / 0.3530
     y = torch.from_numpy(data["y_train"][:2048]).long()

@@ -198,7 +198,7 @@ def parse_target(raw: Any, source: Path | None = None) -> TargetConfig:
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{label}: a target file must be a mapping (name:, backends:, precisions:, ...)",
-            fix="copy targets/x86-cpu.yaml and edit it",
+            fix=f"copy {BUNDLED_TARGETS / 'x86-cpu.yaml'} and edit it",
         )
     try:
         target = TargetConfig.model_validate(raw)
@@ -206,7 +206,7 @@ def parse_target(raw: Any, source: Path | None = None) -> TargetConfig:
         problems = validation_problems(exc, TargetConfig)
         raise ConfigError(
             f"{label}: {len(problems)} problem(s)\n  " + "\n  ".join(problems),
-            fix="compare with targets/x86-cpu.yaml",
+            fix=f"compare with {BUNDLED_TARGETS / 'x86-cpu.yaml'}",
             problems=problems,
         ) from None
     target.source_file = source
@@ -240,13 +240,14 @@ def with_device(target: TargetConfig, device: str | dict[str, Any]) -> TargetCon
     return out
 
 
-REPO_TARGETS = Path(__file__).resolve().parents[2] / "targets"
+#: the target profiles shipped with edgekd (package data, so an installed wheel has them too)
+BUNDLED_TARGETS = Path(__file__).resolve().parents[1] / "bundled" / "targets"
 
 
 def search_dirs() -> list[Path]:
     """``$EDGEKD_TARGETS`` (os.pathsep-separated), ``./targets``, then the targets shipped with edgekd."""
     dirs = [Path(p) for p in os.environ.get("EDGEKD_TARGETS", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "targets", REPO_TARGETS]
+    dirs += [Path.cwd() / "targets", BUNDLED_TARGETS]
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:

@@ -19,7 +19,7 @@ Raw = dict[str, np.ndarray]
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_SUBSET = Path(__file__).resolve().parents[2] / "calibration" / "fashion-mnist-subset.npz"
+FASHION_MNIST_SUBSET = Path(__file__).resolve().parents[1] / "bundled" / "fashion-mnist-subset.npz"  # package data
 FASHION_MNIST_NORMALIZE = ([0.2860], [0.3530])
 
 

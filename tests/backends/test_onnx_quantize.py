@@ -22,7 +22,7 @@ TINY = {"depth": 8, "width": 8, "in_channels": 1, "num_classes": 10}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
     """A tiny ResNet trained for a few steps on the bundled Fashion-MNIST subset, exported to fp32 ONNX."""
-    data = np.load(REPO / "calibration" / "fashion-mnist-subset.npz")
+    data = np.load(REPO / "edgekd" / "bundled" / "fashion-mnist-subset.npz")
     pick = np.random.default_rng(0).permutation(len(data["y_train"]))[:2048]
     x_train = (data["x_train"][pick].astype(np.float32) / 255.0 - 0.5) / 0.5
     y_train = torch.from_numpy(data["y_train"][pick].astype(np.int64))
