@@ -6,7 +6,8 @@ writes the failure files when a pass cannot meet the accuracy guard.
   verifying every file's sha256 (a corrupted entry is discarded and the pass runs again);
 * artifacts are written atomically by the passes (:meth:`Context.artifact`) and recorded with sha256 in
   ``manifest.json`` after every pass;
-* a pass raising :class:`~edgekd.core.errors.AccuracyGuardError` has saved its best model; the manager adds
+* a pass raising :class:`~edgekd.core.errors.ConstraintError` (the accuracy guard, or the report finding a
+  constraint unmet) has saved what it made; the manager adds
   ``result.failed.json`` and ``report.failed.md`` (never ``result.json``, which means "finished") and re-raises;
 * events go to ``events.jsonl``.
 """
@@ -27,7 +28,7 @@ from edgekd.compiler.cache import Cache, digest
 from edgekd.compiler.manifest import write_manifest
 from edgekd.config.model import ModelSpec
 from edgekd.core.artifacts import atomic_writer, sha256_file
-from edgekd.core.errors import AccuracyGuardError, EdgekdError
+from edgekd.core.errors import AccuracyGuardError, ConstraintError, EdgekdError
 from edgekd.core.progress import console
 from edgekd.models.build import build, load_state_dict
 from edgekd.pipeline.context import Artifact, Context
@@ -69,7 +70,7 @@ class PassManager:
                 ctx.events.emit("pass_start", pass_=p.name, index=i, key=key)
                 try:
                     produced = p.run(ctx) or Produced()
-                except AccuracyGuardError as exc:
+                except ConstraintError as exc:
                     ctx.events.emit("pass_failed", pass_=p.name, error=str(exc))
                     raise write_failure(ctx, p.name, exc) from exc
                 except EdgekdError as exc:
@@ -133,8 +134,8 @@ class PassManager:
         ctx.events.emit("cache_hit", pass_=p.name, key=entry.name)
 
 
-def write_failure(ctx: Context, pass_name: str, exc: AccuracyGuardError) -> AccuracyGuardError:
-    """Record a pass that could not meet the guard: the manifest, ``result.failed.json`` (with the failure) and
+def write_failure(ctx: Context, pass_name: str, exc: ConstraintError) -> ConstraintError:
+    """Record a pass that could not meet a constraint: the manifest, ``result.failed.json`` (with the failure) and
     ``report.failed.md`` of the run as it stands. Returns the error to raise, naming every file saved."""
     ctx.note(f"{exc.message}. Saved anyway: {', '.join(exc.saved)}")
     records = [*ctx.records, {"pass": pass_name, "status": "failed", "seconds": 0.0, "key": "-", "error": exc.message}]
@@ -142,11 +143,12 @@ def write_failure(ctx: Context, pass_name: str, exc: AccuracyGuardError) -> Accu
     result = build_result(ctx, records)
     result["failed"] = {
         "pass": pass_name,
-        "error": "AccuracyGuardError",
+        "error": type(exc).__name__,
         "message": exc.message,
-        "best_accuracy_val": exc.best_accuracy,
         "saved": exc.saved,
     }
+    if isinstance(exc, AccuracyGuardError):
+        result["failed"]["best_accuracy_val"] = exc.best_accuracy
     # named *.failed.*: pipelines take result.json's presence as "the compile finished"
     with ctx.artifact("report_failed_md", "report.failed.md", "markdown", precision="-", backend="-") as tmp:
         tmp.write_text(render_markdown(result, ctx.stages_run))
@@ -154,9 +156,7 @@ def write_failure(ctx: Context, pass_name: str, exc: AccuracyGuardError) -> Accu
         tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
     write_manifest(ctx, records)
     saved = [*exc.saved, "result.failed.json", "report.failed.md"]
-    return AccuracyGuardError(
-        exc.message,
-        fix=f"{exc.fix}; the best model is in {ctx.run_dir} ({', '.join(saved)})",
-        best_accuracy=exc.best_accuracy,
-        saved=saved,
-    )
+    fix = f"{exc.fix}; the best model is in {ctx.run_dir} ({', '.join(saved)})"
+    if isinstance(exc, AccuracyGuardError):
+        return AccuracyGuardError(exc.message, fix=fix, best_accuracy=exc.best_accuracy, saved=saved)
+    return ConstraintError(exc.message, fix=fix, saved=saved)

@@ -91,7 +91,19 @@ class DeviceUnreachable(DeviceError):
     """No connection to the device within the timeout (after the configured retries)."""
 
 
-class AccuracyGuardError(EdgekdError):
+class ConstraintError(EdgekdError):
+    """The compile cannot meet a constraint of model.yaml (``constraints.*``). What it made is saved in the run
+    folder (``saved`` lists the files), with ``result.failed.json`` and ``report.failed.md`` but no ``result.json``;
+    the CLI exits 3."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, fix: str | None = None, saved: list[str] | None = None) -> None:
+        self.saved = saved or []
+        super().__init__(message, fix)
+
+
+class AccuracyGuardError(ConstraintError):
     """A compression pass cannot keep the student within ``constraints.max_accuracy_drop`` of the teacher.
 
     The best model it reached is saved in the run folder before this is raised (``saved`` lists the files).
@@ -101,8 +113,7 @@ class AccuracyGuardError(EdgekdError):
         self, message: str, fix: str | None = None, best_accuracy: float | None = None, saved: list[str] | None = None
     ) -> None:
         self.best_accuracy = best_accuracy
-        self.saved = saved or []
-        super().__init__(message, fix)
+        super().__init__(message, fix, saved)
 
 
 __all__ = [
@@ -110,6 +121,7 @@ __all__ = [
     "AccuracyGuardError",
     "BackendUnavailable",
     "ConfigError",
+    "ConstraintError",
     "DataError",
     "DeviceError",
     "DeviceUnreachable",

@@ -128,7 +128,7 @@ def _summary(r: dict[str, Any], arts: dict[str, Any], teacher: dict[str, Any], s
         sec.blocks.append(Text(f"Deployable artifact: **`{arts[best['name']]['path']}`**."))
     items = []
     for name, c in r.get("constraints", {}).items():
-        mark = "met" if c["met"] else "**NOT met**"
+        mark = {True: "met", False: "**NOT met**", None: "not checked (latency not measured on the target)"}[c["met"]]
         items.append(f"constraint `{name}`: limit {c['limit']}, value {c['value']} ({c['artifact']}): {mark}")
     if items:
         sec.blocks.append(Bullets(items))

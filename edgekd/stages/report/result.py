@@ -70,7 +70,8 @@ def _constraints(ctx: Context, student_best: dict[str, Any] | None) -> dict[str,
             "limit": c.max_latency_ms,
             "value": student_best["p50"],
             "artifact": student_best["name"],
-            "met": student_best["p50"] <= c.max_latency_ms,
+            # a latency taken on a stand-in host says nothing about the target's: not checked there
+            "met": student_best["p50"] <= c.max_latency_ms if student_best.get("on_target") else None,
             "on_target": student_best.get("on_target"),
         }
     if c.max_size_mb is not None and student_best:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from edgekd.core.errors import ConstraintError
 from edgekd.core.schema import Strict
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, register_pass
@@ -24,6 +25,14 @@ class Report(Pass):
 
     def run(self, ctx: Context) -> None:
         result = build_result(ctx, ctx.records)
+        unmet = {k: c for k, c in result["constraints"].items() if c["met"] is False}
+        if unmet:  # the compile is not finished: the manager writes result.failed.json and report.failed.md
+            raise ConstraintError(
+                "constraints not met: "
+                + "; ".join(f"{k} {c['value']} > limit {c['limit']} ({c['artifact']})" for k, c in unmet.items()),
+                fix="relax the constraints in model.yaml, or compress further (prune more, INT8, a smaller student)",
+                saved=[a.path for a in ctx.artifacts.values()],
+            )
         with ctx.artifact("report_md", "report.md", "markdown", precision="-", backend="-") as tmp:
             tmp.write_text(render_markdown(result, ctx.stages_run))
         with ctx.artifact("report_html", "report.html", "html", precision="-", backend="-") as tmp:
