@@ -92,9 +92,9 @@ def compile(
     teacher = build(cfg.teacher, "teacher")
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.resolve(cfg.teacher.checkpoint), "teacher")
-    else:
-        console.print("[yellow]warning:[/] teacher.checkpoint not set: the teacher is randomly initialised")
     check_input(teacher, cfg.data.input_shape, cfg.data.num_classes, "teacher")
+    if cfg.teacher.checkpoint is None and ":" not in cfg.teacher.arch:  # a user builder may load its own weights
+        console.print("[yellow]warning:[/] teacher.checkpoint not set: the teacher is randomly initialised")
     student = None
     if cfg.student is not None:
         torch.manual_seed(cfg.seed)  # the student's random initialisation is part of what the seed fixes

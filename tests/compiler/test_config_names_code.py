@@ -65,3 +65,18 @@ def test_a_config_without_student_names_only_the_teacher(tmp_path: Path) -> None
     del cfg["student"]
     cfg["data"] = {**cfg["data"], "source": "callable", "callable": "mydata:load"}
     assert load_model_config(write_config(tmp_path, cfg)).code_references() == [("data.callable", "mydata:load")]
+
+
+def test_only_a_zoo_teacher_without_checkpoint_is_warned_about_as_random(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "myteachers.py").write_text(
+        "from edgekd.models import zoo\n\ndef pretrained(**p):\n    return zoo.build('resnet', p)  # its own weights\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    passes = [{"distill": {"epochs": 1, "batch_size": 64}}]
+    for arch, warned in (("myteachers:pretrained", False), ("resnet", True)):
+        cfg = tiny_config(tmp_path / arch.replace(":", "-"), passes=passes)
+        cfg["teacher"] = {"arch": arch, "params": cfg["teacher"]["params"]}
+        edgekd.compile(write_config(tmp_path / arch.replace(":", "-"), cfg), out=tmp_path / "runs", quiet=True)
+        assert ("the teacher is randomly initialised" in capsys.readouterr().err) is warned, arch

@@ -198,6 +198,30 @@ def _prune_guard_unmet(folder: Path) -> list[str]:
     return _compile(cfg, folder)
 
 
+def _tuple_teacher(folder: Path) -> list[str]:
+    """A user builder (importable from the case folder) whose model's forward returns (logits, probabilities)."""
+    (folder / "tuple_models.py").write_text(
+        "import torch\nfrom edgekd.models import zoo\n\n"
+        "class Pair(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.body = zoo.build('resnet', {'depth': 8, 'width': 4, 'in_channels': 1, 'num_classes': 10})\n"
+        "    def forward(self, x):\n        y = self.body(x)\n        return y, y.softmax(1)\n\n"
+        "def pair():\n    return Pair()\n"
+    )
+    cfg = tiny_config(folder)
+    cfg["teacher"] = {"arch": "tuple_models:pair"}
+    return _compile(cfg, folder)
+
+
+def _size_unmet(folder: Path) -> list[str]:
+    cfg = tiny_config(
+        folder,
+        passes=[{"distill": {"epochs": 1, "batch_size": 64}}, {"lower": {"parity": {"samples": 32}}}],
+        constraints={"max_size_mb": 1e-6},
+    )
+    return _compile(cfg, folder)
+
+
 CASES: list[Case] = [
     Case(
         "yaml-syntax",
@@ -541,6 +565,30 @@ CASES: list[Case] = [
         ),
         _prune_guard_unmet,
         creates_run=True,
+        exit_code=3,  # a constraint not met
+    ),
+    Case(
+        "size-constraint-unmet",
+        "constraints.max_size_mb that the deployable artifact exceeds",
+        "ConstraintError",
+        ("constraints not met: max_size_mb", "> limit 1e-06", "result.failed.json", "report.failed.md"),
+        _size_unmet,
+        creates_run=True,
+        exit_code=3,
+    ),
+    Case(
+        "teacher-tuple-output",
+        "a user builder whose model's forward returns a tuple (logits, probabilities)",
+        "ModelError",
+        ("teacher returns a tuple from forward, not a logits tensor of shape [N, 10]", "fix:"),
+        _tuple_teacher,
+    ),
+    Case(
+        "no-code-builder",
+        "compile --no-code of a config whose teacher builder is os:system",
+        "ConfigError",
+        ("teacher.arch: names code to import and run ('os:system')", "--no-code refuses"),
+        _with(lambda c, f: c["teacher"].update(arch="os:system", params={"command": "true"}), "--no-code"),
     ),
     Case(
         "prune-ignore-unknown",
