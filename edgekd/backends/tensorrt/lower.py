@@ -32,6 +32,7 @@ from edgekd.core.artifacts import atomic_write_bytes
 from edgekd.core.errors import BackendUnavailable, ExportError
 from edgekd.core.schema import Strict
 from edgekd.document.model import Bullets, Section, Text
+from edgekd.models.sparsity_2_4 import sparse_layers
 
 if TYPE_CHECKING:
     from edgekd.pipeline.context import Context
@@ -320,7 +321,17 @@ def _prepare(ctx: Context, c: Any) -> dict[str, Any]:
     built, why_not = tensorrt_status()
     build_here = built and t.build == "auto"
     sources: dict[str, str] = {}
-    out: dict[str, Any] = {"precisions": precisions, "sparsity": t.sparsity, "checks": {}, "commands": {}}
+    sparsity = t.sparsity
+    sparse = sorted(sparse_layers(ctx.student)) if sparsity and ctx.student is not None else []
+    if sparsity and not sparse:  # checked in the weights: the flag only where a layer is really 2:4
+        sparsity = False
+        ctx.note(
+            "lower.tensorrt.sparsity: no layer of the student has 2:4 sparse weights (run prune with "
+            "sparsity_2_4: true before lower), so --sparsity=enable was not emitted"
+        )
+    out: dict[str, Any] = {
+        "precisions": precisions, "sparsity": sparsity, "sparse_layers": sparse, "checks": {}, "commands": {},
+    }  # fmt: skip
     for precision in precisions:
         if precision == "int8":
             if "onnx_int8" not in ctx.artifacts:
@@ -358,7 +369,7 @@ def _prepare(ctx: Context, c: Any) -> dict[str, Any]:
             opts,
             dynamic_batch=c.dynamic_batch,
             max_batch=t.max_batch,
-            sparsity=t.sparsity,
+            sparsity=sparsity,
             runs=ctx.target.profile.runs,
         )
         for p, src in sources.items()
@@ -387,7 +398,7 @@ def _prepare(ctx: Context, c: Any) -> dict[str, Any]:
             precision,
             cache,
             workspace_mb=int(opts.get("workspace_mb", 1024)),
-            sparsity=t.sparsity,
+            sparsity=sparsity,
             dynamic_batch=c.dynamic_batch,
             max_batch=t.max_batch,
         )

@@ -33,12 +33,12 @@ from edgekd.document.model import Section
 from edgekd.latency.in_process import quick_latency_ms
 from edgekd.models.count import count_macs, count_params
 from edgekd.models.shapes import changed_shapes, layer_shapes
+from edgekd.models.sparsity_2_4 import compute_masks, masks_kept
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.guard import Guard, guard_of
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.prune.channels import ChannelPruner, default_ignored, find_layers
 from edgekd.stages.prune.report import prune_sections
-from edgekd.stages.prune.sparsity_2_4 import compute_masks, masks_kept
 from edgekd.train.loop import accuracy, teacher_predictions
 from edgekd.train.recovery import RecoveryConfig, recover, subset
 

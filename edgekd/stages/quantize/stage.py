@@ -31,6 +31,7 @@ from edgekd.backends.base import accuracy as artifact_accuracy
 from edgekd.backends.onnx.lower import export_onnx
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section
+from edgekd.models.sparsity_2_4 import masks_kept, sparse_layers
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.guard import guard_of
 from edgekd.pipeline.stage import Pass, register_pass
@@ -204,7 +205,8 @@ class Quantize(Pass):
         seed = ctx.config.seed if c.seed is None else c.seed
         train = subset(ctx.data.train, c.qat.fraction, ctx.config.seed)
         teacher_logits = teacher_predictions(teacher, train.x)
-        with fake_quantized(student, act) as twins:
+        sparse = sparse_layers(student)  # 2:4 layers (prune.sparsity_2_4) stay 2:4 through QAT
+        with masks_kept(student, sparse), fake_quantized(student, act) as twins:
             calibrate(student, twins, ctx.data.calibration.x)
             before = accuracy(student, ctx.data.val)
             history = recover(
@@ -226,6 +228,7 @@ class Quantize(Pass):
             "lr": c.qat.lr,
             "loss": c.qat.loss,
             "layers_fake_quantized": len(twins),
+            "sparse_2_4_layers": sorted(sparse),
             "val_accuracy_fake_quant_before": before,
             "val_accuracy_fake_quant_after": after,
             "best_epoch": history.best_epoch if history else None,

@@ -79,7 +79,7 @@ def test_guard_that_cannot_be_met_fails_but_saves_the_best_model_and_report(tmp_
 
 
 def test_two_four_sparsity_masks_survive_recovery(tmp_path: Path) -> None:
-    from edgekd.stages.prune.sparsity_2_4 import is_2_4
+    from edgekd.models.sparsity_2_4 import is_2_4
 
     cfg = tiny_config(
         tmp_path,
