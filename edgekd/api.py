@@ -24,7 +24,7 @@ from edgekd.compiler.run_folder import RunLock, run_folder
 from edgekd.config.model import ModelConfig
 from edgekd.config.target import TargetConfig, list_targets, load_target, with_device
 from edgekd.core.errors import STORAGE_ERRNOS, ConfigError, EdgekdError, PipelineError, ProfilingError, storage_error
-from edgekd.core.progress import EventLog, console
+from edgekd.core.progress import EventLog, console, notes_to
 from edgekd.data import load_data
 from edgekd.latency.measure import LatencyStats
 from edgekd.models.build import build, check_input, load_weights
@@ -140,7 +140,8 @@ def compile(
         key = input_key(cfg, tgt, code, data.content_sha256(), library_versions())
         manager = PassManager(passes, Cache(out / ".cache", read=use_cache), key)
         try:
-            manager.run(ctx)
+            with notes_to(ctx.note):  # backend code without the Context can add report notes (run_note)
+                manager.run(ctx)
         except OSError as exc:
             if exc.errno not in STORAGE_ERRNOS:
                 raise

@@ -6,9 +6,12 @@ terminal and one plain line per finished task elsewhere (CI logs, pipes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,29 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True, highlight=False)
+
+#: the note function (``Context.note``) of the compile running in this thread, for code given no Context
+_RUN_NOTE: ContextVar[Callable[[str], None] | None] = ContextVar("edgekd_run_note", default=None)
+
+
+@contextlib.contextmanager
+def notes_to(note: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, :func:`run_note` says its text through ``note`` (a compile's ``Context.note``)."""
+    token = _RUN_NOTE.set(note)
+    try:
+        yield
+    finally:
+        _RUN_NOTE.reset(token)
+
+
+def run_note(text: str) -> bool:
+    """Put ``text`` in the report notes of the compile running in this thread, for code that has no Context (a
+    backend's quantizer or converter); False outside a compile (the caller's log line is then all there is)."""
+    note = _RUN_NOTE.get()
+    if note is None:
+        return False
+    note(text)
+    return True
 
 
 class EventLog:

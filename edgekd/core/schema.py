@@ -36,13 +36,18 @@ def _loc(loc: tuple[str | int, ...], prefix: str = "") -> str:
 def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
     """Names of the fields valid at ``loc`` (for 'did you mean')."""
     cur: Any = model
+    dict_key = False
     for part in loc:
+        if dict_key:  # the key of a dict of models (e.g. parity.per_artifact.int8): its value is ``cur``
+            dict_key = False
+            continue
         if isinstance(part, int) or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
             continue
         field = cur.model_fields.get(part)
         if field is None:
             return []
         ann = field.annotation
+        dict_key = get_origin(ann) is dict
         for cand in (ann, *getattr(ann, "__args__", ())):
             if isinstance(cand, type) and issubclass(cand, BaseModel):
                 cur = cand

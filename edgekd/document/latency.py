@@ -74,6 +74,8 @@ def latency_sections(latencies: list[tuple[str, dict[str, Any]]], context: str =
     for label, lat in latencies:
         top = lat.get("per_layer")
         pred = (lat.get("predicted") or {}).get("per_layer")
+        if not top and lat.get("per_layer_unsupported"):  # asked for, and the runtime has no profiler: say so
+            layers.blocks.append(Text(f"{label}: {lat['per_layer_unsupported']}."))
         for what, rows_, src in (("measured", top, source_text(lat)), ("predicted", pred, "predicted")):
             if not rows_:
                 continue

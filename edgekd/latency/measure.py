@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekd.backends.base import backend_for_runtime
+from edgekd.backends.base import backend_for_runtime, backend_of, load_function
 from edgekd.core.errors import ProfilingError
 from edgekd.core.process import communicate
 
@@ -44,6 +44,8 @@ class LatencyStats:
     providers: list[str] = field(default_factory=list)
     #: the slowest layers ({name, op_type, avg_ms, share}) when the runtime gives a per-layer profile
     per_layer: list[dict[str, Any]] | None = None
+    #: why there is no per-layer profile when one was asked for and the runtime gives none (e.g. LiteRT files)
+    per_layer_unsupported: str | None = None
     where: str = ""
     measured: bool = True
     on_target: bool = False
@@ -69,7 +71,9 @@ class LatencyStats:
         names = {
             f for f in cls.__dataclass_fields__ if f not in ("where", "measured", "on_target", "source", "predicted")
         }
-        optional = {"providers", "per_layer", "throughput_derived", "p99_samples", "load_average"}
+        optional = {
+            "providers", "per_layer", "per_layer_unsupported", "throughput_derived", "p99_samples", "load_average",
+        }  # fmt: skip
         missing = names - entry.keys() - optional
         if missing:
             raise ProfilingError(
@@ -135,7 +139,7 @@ def measure(
         details = "\n".join(tail) or f"exit code {proc.returncode}"
         raise ProfilingError(
             f"latency runner failed on {names} (exit code {proc.returncode}):\n{details}",
-            fix="check that the files are valid models with fixed input shapes (only the batch may be dynamic)",
+            fix=runner_failure_fix(paths, details, proc.returncode),
         )
     try:
         doc = json.loads(stdout)
@@ -156,6 +160,26 @@ def measure(
         where = f"host ({machine}, {thread_text}, {runtime}{clock_text})"
         out.append(LatencyStats.from_runner({**entry, "load_average": load}, where))
     return out
+
+
+def runner_failure_fix(paths: Sequence[str | os.PathLike[str]], details: str, returncode: int) -> str:
+    """The fix line for a runner failure: the cause its runtime's message shows (asked of the backend of the file
+    the message names: its model class's ``load_failure_fix``), else what the exit code says, else that the
+    cause is unknown."""
+    for p in paths:
+        b = backend_of(p)
+        if b is None or str(p) not in details:
+            continue
+        classify = getattr(load_function(b.model), "load_failure_fix", None)
+        fix = classify(details, p) if classify is not None else None
+        if fix:
+            return str(fix)
+    if returncode == 2:  # the runner refused the arguments or a file (its message says which and why)
+        return "check that the files are valid models with fixed input shapes (only the batch may be dynamic)"
+    return (
+        "the runtime's message above does not show the cause: check that each file loads in its runtime on its "
+        "own (edgekd profile FILE) and re-run the lower pass for the one that does not"
+    )
 
 
 def session_load(doc: dict[str, Any]) -> dict[str, list[float] | None]:

@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ class Loaded:
     info: dict[str, Any] = field(default_factory=dict)
     #: optional: per_layer(runs, k) -> the k slowest layers over ``runs`` profiled inferences (see ``--per-layer``)
     per_layer: Callable[[int, int], list[dict[str, Any]]] | None = None
+    #: where ``per_layer`` is None: why this runtime gives no per-layer profile (said in the output when asked for)
+    per_layer_unsupported: str = ""
 
 
 def _resolve_shape(path: str, name: str, shape: list[Any], batch: int) -> tuple[int, ...]:
@@ -108,20 +111,18 @@ def load_onnx(path: str, threads: int, batch: int) -> Loaded:
         popts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         popts.log_severity_level = 3
         tmp = tempfile.mkdtemp(prefix="edgekd-prof-")
-        popts.enable_profiling = True
-        popts.profile_file_prefix = os.path.join(tmp, "ort")
-        psession = ort.InferenceSession(path, sess_options=popts, providers=["CPUExecutionProvider"])
-        psession.run(outputs, feed)  # the first run allocates; its events are dropped below
-        for _ in range(runs):
-            psession.run(outputs, feed)
-        trace = psession.end_profiling()
-        try:
+        try:  # the folder goes whatever fails: opening the profiling session, a run, reading the trace
+            popts.enable_profiling = True
+            popts.profile_file_prefix = os.path.join(tmp, "ort")
+            psession = ort.InferenceSession(path, sess_options=popts, providers=["CPUExecutionProvider"])
+            psession.run(outputs, feed)  # the first run allocates; its events are dropped below
+            for _ in range(runs):
+                psession.run(outputs, feed)
+            trace = psession.end_profiling()
             with open(trace) as f:
                 events = json.load(f)
         finally:
-            for name in os.listdir(tmp):
-                os.remove(os.path.join(tmp, name))
-            os.rmdir(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
         # events come per run in order; each run's node events follow its "model_run" event
         starts = [e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
         first = starts[1] if len(starts) > 1 else 0
@@ -223,12 +224,27 @@ def load_tflite(path: str, threads: int, batch: int) -> Loaded:
     version = getattr(sys.modules.get(mod.__name__.split(".")[0]), "__version__", "?")
     return Loaded(
         run=interp.invoke,
-        info={
-            "runtime": "litert",
-            "runtime_version": str(version),
-            "providers": ["xnnpack" if TFLITE_DELEGATE["value"] == "xnnpack" else "builtin"],
-        },
+        info={"runtime": "litert", "runtime_version": str(version), "providers": [_tflite_kernels(interp)]},
+        per_layer_unsupported=TFLITE_NO_PER_LAYER,
     )
+
+
+#: why .tflite files get no per-layer profile (ai-edge-litert 2.x: the Python Interpreter and CompiledModel have no
+#: profiler; LiteRT's op profiler is reachable only from its C/C++ API and its benchmark_model binary)
+TFLITE_NO_PER_LAYER = (
+    "per-layer profiling is not supported for LiteRT (.tflite) files: the LiteRT Python interpreter offers no op "
+    "profiler (LiteRT's profiler is only in its C/C++ API and benchmark_model tool), so no layer was timed"
+)
+
+
+def _tflite_kernels(interp: Any) -> str:
+    """What really runs the graph after ``allocate_tensors()``: ``xnnpack`` when the XNNPACK delegate took nodes
+    (the graph then holds a DELEGATE node), else ``builtin``. XNNPACK declines, silently, the nodes it cannot run
+    (e.g. a degenerate quantization scale), so asking for it does not mean it ran."""
+    ops = getattr(interp, "_get_ops_details", None)
+    if ops is None:  # an interpreter too old to list its nodes: say what was asked for, marked as such
+        return f"{TFLITE_DELEGATE['value']} (requested)"
+    return "xnnpack" if any(d.get("op_name") == "DELEGATE" for d in ops()) else "builtin"
 
 
 # suffix -> loader(path, threads, batch)
@@ -375,12 +391,16 @@ def measure(
     hwm = _hwm_bytes()
     peak = None if hwm is None else hwm / 2**20  # the whole runner process (all models, the runtime)
     layers: list[Any] = [None] * len(paths)
+    unsupported: list[str | None] = [None] * len(paths)
     if per_layer > 0:  # after all timing, so profiling never overlaps a timed run
         for i, model in enumerate(loaded):
             if model.per_layer is not None:
                 layers[i] = model.per_layer(max(1, min(runs, 50)), per_layer)
+            else:
+                unsupported[i] = model.per_layer_unsupported or "this runtime gives no per-layer profile"
     results = []
-    for path, model, t, init, rss, own, top in zip(paths, loaded, times, init_ms, rss_delta, peak_mb, layers):  # noqa: B905
+    rows = zip(paths, loaded, times, init_ms, rss_delta, peak_mb, layers, unsupported)  # noqa: B905
+    for path, model, t, init, rss, own, top, no_top in rows:
         a = np.asarray(t, dtype=np.float64)
         mean = float(a.mean())
         results.append(
@@ -404,6 +424,7 @@ def measure(
                 "batch": batch,
                 "runs": int(a.size),
                 "per_layer": top,
+                **({"per_layer_unsupported": no_top} if no_top else {}),
                 **model.info,
             }
         )

@@ -41,3 +41,18 @@ def test_python_callers_get_the_cli_section(model: Path, tmp_path: Path) -> None
     (s,) = edgekd.profile(model, runs=5, warmup=1, threads=1)
     markdown, page = edgekd.latency_report([(f"`{model}`", s.to_dict())], "x86-cpu", html=tmp_path / "p.html")
     assert "| model | p50 ms |" in markdown and page is not None and page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_tflite_per_layer_says_litert_has_no_profiler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.tflite_files import fc_file
+
+    model = fc_file(tmp_path / "fc.tflite")
+    assert main(["profile", str(model), "--runs", "3", "--warmup", "1", "--per-layer", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "`" + str(model) + "`: per-layer profiling is not supported for LiteRT (.tflite) files" in out
+    assert "offers no op profiler" in out and "No per-layer profile" not in out
+    assert main(["profile", str(model), "--runs", "3", "--warmup", "1", "--per-layer", "5", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["per_layer"] is None and "not supported for LiteRT" in d["per_layer_unsupported"]
+    assert main(["profile", str(model), "--runs", "3", "--warmup", "1", "--json"]) == 0  # not asked: nothing said
+    assert json.loads(capsys.readouterr().out)["per_layer_unsupported"] is None

@@ -13,7 +13,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 import edgekd
-from edgekd.backends.tensorrt.runtime import parse_trtexec, parse_trtexec_profile, trtexec_argv
+from edgekd.backends.tensorrt.runtime import parse_trtexec, parse_trtexec_profile, trace_stats, trtexec_argv
 from edgekd.cli import main
 from edgekd.config.target import Timing, parse_target
 from edgekd.core.errors import DeviceError, ProfilingError
@@ -234,6 +234,53 @@ def test_trtexec_command_follows_precision_and_target_options() -> None:
     fp32 = trtexec_argv("trtexec", "m.onnx", "fp32", 10, {}, None)
     assert "--int8" not in fp32 and "--fp16" not in fp32 and "--dumpProfile" not in fp32
     assert "--noTF32" in fp32 and "--noTF32" not in argv  # fp32 engines are timed in fp32, not TF32
+
+
+def test_trtexec_warm_up_is_a_count_of_runs_not_milliseconds() -> None:
+    # trtexec's --warmUp is milliseconds and it has no warm-up count: warm-up runs are the first iterations
+    argv = trtexec_argv("trtexec", "m.onnx", "fp16", 30, {"warmup_ms": 999}, None, warmup=7, export_times="t.json")
+    assert {"--warmUp=0", "--iterations=37", "--duration=0", "--exportTimes=t.json"} <= set(argv)
+    assert not any(a.startswith("--warmUp=") and a != "--warmUp=0" for a in argv)  # runtime.options.warmup_ms unused
+    with pytest.raises(ValueError, match="export_times"):
+        trtexec_argv("trtexec", "m.onnx", "fp16", 30, {}, None, warmup=7)  # the summary would count warm-ups in
+
+
+def test_trtexec_trace_drops_exactly_the_warm_up_runs() -> None:
+    trace = [{"startEnqMs": i, "latencyMs": 100.0} for i in range(7)]  # cold runs: slow
+    trace += [{"startEnqMs": 7 + i, "latencyMs": float(i + 1)} for i in range(30)]  # 1 .. 30 ms
+    s = trace_stats(json.dumps(trace), warmup=7, runs=30)
+    assert s["runs"] == 30 and s["max_ms"] == 30.0 and s["min_ms"] == 1.0
+    assert s["p50_ms"] == pytest.approx(15.5) and s["mean_ms"] == pytest.approx(15.5)
+    assert trace_stats(json.dumps(trace), warmup=0, runs=37)["max_ms"] == 100.0  # counted in without the drop
+    with pytest.raises(ProfilingError, match="timed 37 iterations, 7 warm-up \\+ 40 asked for"):
+        trace_stats(json.dumps(trace), warmup=7, runs=40)
+    with pytest.raises(ProfilingError, match="latencyMs"):
+        trace_stats(json.dumps([{"count": 3}]), warmup=0, runs=1)
+
+
+def test_profile_warmup_reaches_trtexec_on_the_device(sshd: SSHServer, tmp_path: Path) -> None:
+    """The profile pass's warm-up count travels to trtexec; a stand-in trtexec (TensorRT is not installed here)
+    records its command line and writes the trace and summary trtexec writes."""
+    fake = tmp_path / "trtexec"
+    fake.write_text(f"""#!{sshd.python}
+import json, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
+open({str(tmp_path / "argv.json")!r}, "w").write(json.dumps(sys.argv[1:]))
+n = int(args["iterations"])
+json.dump([{{"latencyMs": 50.0 if i < n - 4 else 2.0}} for i in range(n)], open(args["exportTimes"], "w"))
+print("[I] Latency: min = 2 ms, max = 50 ms, mean = 20 ms, median = 2 ms, percentile(90%) = 50 ms")
+""")
+    fake.chmod(0o755)
+    model = _conv_model(tmp_path / "m.onnx")
+    doc = yaml.safe_load(_target(tmp_path, sshd.device(required=True)).read_text())
+    doc.update(backends=["onnx", "tensorrt"], runtime={"name": "tensorrt", "options": {"trtexec": str(fake)}})
+    path = tmp_path / "trt.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    (s,) = edgekd.profile(model, target=path, warmup=6, runs=4)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert "--warmUp=0" in argv and "--iterations=10" in argv
+    assert s.runs == 4 and s.p50_ms == 2.0 and s.max_ms == 2.0  # the 6 warm-up runs (50 ms) are left out
+    assert "warm-up 6 runs" in s.where
 
 
 def test_tensorrt_device_without_trtexec_is_a_clear_error(sshd: SSHServer, tmp_path: Path) -> None:

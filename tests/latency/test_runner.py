@@ -143,6 +143,19 @@ def test_tflite_files_are_measured_in_litert_side_by_side(tiny_tflite: dict) -> 
     assert builtin[0].providers == ["builtin"]
 
 
+def test_litert_label_is_the_kernels_that_ran_not_the_flag(tmp_path: Path) -> None:
+    from tests.tflite_files import fc_file
+
+    ok = fc_file(tmp_path / "ok.tflite", int8=True)
+    # a channel with a near-zero weight scale (a dead channel): XNNPACK declines the layer without an error
+    dead = fc_file(tmp_path / "dead.tflite", int8=True, weight_scales=(0.01, 1e-38))
+    stats = latency.measure([ok, dead], threads=1, warmup=1, runs=3, rounds=1)
+    assert [s.providers for s in stats] == [["xnnpack"], ["builtin"]]
+    assert stats[0].where.endswith("(xnnpack))") and stats[1].where.endswith("(builtin))")
+    (none,) = latency.measure([ok], threads=1, warmup=1, runs=3, rounds=1, tflite_delegate="none")
+    assert none.providers == ["builtin"]
+
+
 def test_thread_clock_needs_one_thread_and_times_cpu(tmp_path: Path) -> None:
     model = _conv_model(tmp_path / "m.onnx", layers=2, channels=16, size=24)
     proc = _run(str(model), "--warmup", "2", "--runs", "20", "--rounds", "2", "--threads", "1", "--clock", "thread")
@@ -166,3 +179,21 @@ def test_peak_memory_is_the_runner_own_not_its_parents(tmp_path: Path) -> None:
     )
     peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 5 < peak < 400, peak
+
+
+def test_per_layer_profile_that_cannot_open_leaves_no_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    model = _conv_model(tmp_path / "m.onnx", layers=1, channels=4, size=8)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where mkdtemp puts the profiler's folder
+    loaded = runner.load_onnx(str(model), 1, 1)
+    assert loaded.per_layer is not None and len(loaded.per_layer(2, 1)) == 1  # a profile when the file is whole
+    assert not list(scratch.iterdir())
+    model.write_bytes(b"not an onnx model")  # the profiling session opens the file again: now it cannot
+    with pytest.raises(Exception, match=r"(?i)protobuf|invalid|load"):
+        loaded.per_layer(2, 1)
+    assert not list(scratch.iterdir()), "the profiler's temp folder is removed when its session fails to open"

@@ -1,4 +1,5 @@
-"""SIGKILL at a random point of every pass, then --resume: the run finishes with the same artifacts.
+"""SIGKILL at a random point of every pass (search and prune in a second pipeline), then --resume: the run
+finishes with the same artifacts.
 
 Training on CPU with a fixed seed and thread count is deterministic here, so "the same" is
 byte-identical (sha256), not a tolerance.
@@ -23,11 +24,26 @@ from tests.helpers import REPO, tiny_config, write_config
 
 PASSES = ["baseline", "distill", "quantize", "lower", "profile", "report"]
 COMPARED = ("onnx", "onnx_int8", "teacher_onnx")
+#: the second pipeline: the student found by search, then distilled and pruned
+SEARCH_PRUNE_PASSES = ["search", "distill", "prune", "lower", "report"]
+SEARCH_PRUNE_COMPARED = ("onnx",)
 
 
 def _config(folder: Path) -> Path:
     cfg = tiny_config(folder)
     cfg["passes"][0] = {"distill": {"epochs": 2, "batch_size": 64}}
+    return write_config(folder, cfg)
+
+
+def _search_prune_config(folder: Path) -> Path:
+    search = {
+        "space": {"blocks": [[1], [1, 2], [1]], "widths": [[4, 8], [8, 16], [16]], "kernel": [3]},
+        "population": 3, "sample": 2, "iterations": 4, "batches": 2, "batch_size": 16, "budget": {"params": 30000},
+    }  # fmt: skip
+    prune = {"ratio": 0.5, "steps": 2, "round_to": 2, "recovery": {"epochs": 1}}
+    passes = [{"search": search}, {"distill": {"epochs": 1, "batch_size": 64}}, {"prune": prune}]
+    cfg = tiny_config(folder, passes=[*passes, {"lower": {"parity": {"samples": 64}}}, {"report": {}}])
+    del cfg["student"]  # the search picks it
     return write_config(folder, cfg)
 
 
@@ -67,8 +83,29 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return config, {name: sha256_file(res.artifacts[name]) for name in COMPARED}
 
 
+@pytest.fixture(scope="module")
+def search_prune_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path_factory.mktemp("reference-search-prune")
+    config = _search_prune_config(folder)
+    res = edgekd.compile(config, out=folder / "runs", quiet=True)
+    return config, {name: sha256_file(res.artifacts[name]) for name in SEARCH_PRUNE_COMPARED}
+
+
 @pytest.mark.parametrize("pass_name", PASSES)
 def test_kill_in_pass_then_resume(pass_name: str, reference: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    _kill_then_resume(pass_name, reference, PASSES, COMPARED, tmp_path)
+
+
+@pytest.mark.parametrize("pass_name", ["search", "prune"])
+def test_kill_in_search_or_prune_then_resume(
+    pass_name: str, search_prune_reference: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    _kill_then_resume(pass_name, search_prune_reference, SEARCH_PRUNE_PASSES, SEARCH_PRUNE_COMPARED, tmp_path)
+
+
+def _kill_then_resume(
+    pass_name: str, reference: tuple[Path, dict[str, str]], passes: list[str], compared: tuple[str, ...], tmp_path: Path
+) -> None:
     config, expected = reference
     out = tmp_path / "runs"
     delay = random.Random(pass_name).uniform(0.0, 0.4)
@@ -92,10 +129,10 @@ def test_kill_in_pass_then_resume(pass_name: str, reference: tuple[Path, dict[st
     assert res.run_dir == run
     manifest = json.loads((run / "manifest.json").read_text())
     statuses = {p["pass"]: p["status"] for p in manifest["passes"]}
-    for done in PASSES[: PASSES.index(pass_name)]:
+    for done in passes[: passes.index(pass_name)]:
         if done != "report":
             assert statuses[done] == "cached", (done, statuses)
-    for name in COMPARED:
+    for name in compared:
         assert sha256_file(res.artifacts[name]) == expected[name], name
     for art in manifest["artifacts"].values():
         assert sha256_file(run / art["path"]) == art["sha256"]

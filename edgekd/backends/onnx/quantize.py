@@ -18,6 +18,7 @@ import numpy as np
 from edgekd.core.artifacts import atomic_writer
 from edgekd.core.errors import DataError, ExportError
 from edgekd.core.optional import require
+from edgekd.core.progress import run_note
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ def _preprocess(quantization: Any, src: Path, dst: Path) -> bool:
         quantization.quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
     except Exception as exc:  # an optimisation only: quantize the raw graph instead
         log.warning("quant_pre_process failed on %s (%s); quantizing the model as exported", src, exc)
+        run_note(
+            f"quantize: onnxruntime's quant_pre_process failed on {src.name} ({type(exc).__name__}: {exc}); the "
+            "INT8 model was quantized from the graph as exported, without its shape inference and optimisation"
+        )
         return False
     return dst.is_file()
 

@@ -410,9 +410,7 @@ def _prepare(ctx: Context, c: Any) -> dict[str, Any]:
             engine,
             held_out,
             mode="exact" if precision == "fp32" else "quantized",
-            atol=c.parity.atol,
-            min_cosine=c.parity.min_cosine,
-            min_top1=c.parity.min_top1,
+            **c.parity.for_artifact(engine.name, precision),
             predictor=model,
         )
         art.info.update(build=info, parity=report.to_dict())

@@ -100,25 +100,32 @@ class TrtModel:
         return times
 
 
-def warmup_text(opts: dict[str, Any]) -> str:
-    return f"{int(opts.get('warmup_ms', 200))} ms"
-
-
 def trtexec_argv(
-    binary: str, onnx: str, precision: str | None, runs: int, opts: dict[str, Any], export_profile: str | None
+    binary: str,
+    onnx: str,
+    precision: str | None,
+    runs: int,
+    opts: dict[str, Any],
+    export_profile: str | None,
+    warmup: int = 0,
+    export_times: str | None = None,
 ) -> list[str]:
     """The trtexec command that builds and times ``onnx`` on the device.
 
-    trtexec's warm-up is a duration (``--warmUp`` in ms, ``runtime.options.warmup_ms``, default 200), not a count;
-    ``--iterations`` is the target's ``profile.runs`` with ``--duration=0`` so exactly that many are timed.
+    ``warmup`` is a count of untimed runs (the profile pass's ``warmup``, as for every runtime). trtexec has no
+    warm-up count: its ``--warmUp`` is a duration in milliseconds. So ``--warmUp=0`` and ``--iterations`` is
+    ``warmup + runs`` with ``--duration=0`` (exactly that many, no extra ones to fill a duration);
+    ``--exportTimes`` writes each iteration's latency and :func:`trace_stats` drops the first ``warmup`` of
+    them, so the figures are over exactly ``runs`` runs after exactly ``warmup`` warm-up runs. trtexec's own
+    summary would count the warm-up runs in, so ``warmup > 0`` needs ``export_times``.
     """
-    argv = [
-        binary,
-        f"--onnx={onnx}",
-        f"--iterations={runs}",
-        "--duration=0",
-        f"--warmUp={int(opts.get('warmup_ms', 200))}",
-    ]
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"trtexec timing needs warmup >= 0 and runs >= 1, got {warmup} and {runs}")
+    if warmup and export_times is None:
+        raise ValueError("warm-up runs are dropped from the --exportTimes trace: give export_times")
+    argv = [binary, f"--onnx={onnx}", f"--iterations={warmup + runs}", "--duration=0", "--warmUp=0"]
+    if export_times is not None:
+        argv += [f"--exportTimes={export_times}"]
     if precision == "int8":
         argv += ["--int8", "--fp16"]  # explicit QDQ scales; fp16 where a layer has no int8 kernel
     elif precision == "fp16":
@@ -179,6 +186,40 @@ def parse_trtexec(text: str) -> dict[str, Any]:
     return out
 
 
+def trace_stats(text: str, warmup: int, runs: int) -> dict[str, Any]:
+    """p50/p90/p99/mean/std/min/max latency (ms) of the timed runs in a trtexec ``--exportTimes`` trace: the first
+    ``warmup`` iterations are dropped (the warm-up runs, see :func:`trtexec_argv`), the next ``runs`` kept.
+
+    The trace is ``[{"startEnqMs": ..., ..., "latencyMs": ...}, ...]``, one entry per iteration; ``latencyMs`` is
+    trtexec's host latency (H2D + compute + D2H, what an application sees), as in its summary's ``Latency:``."""
+    try:
+        doc = json.loads(text)
+        latencies = [float(e["latencyMs"]) for e in doc]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ProfilingError(
+            f"trtexec timing trace is not a list of iterations with latencyMs: {text[:200]!r}",
+            fix="check --exportTimes (TensorRT >= 7)",
+        ) from exc
+    timed = latencies[warmup : warmup + runs]
+    if len(latencies) < warmup + runs or not timed:
+        raise ProfilingError(
+            f"trtexec timed {len(latencies)} iterations, {warmup} warm-up + {runs} asked for",
+            fix="check that no trtexec_flags override --iterations or --duration",
+        )
+    a = np.asarray(timed, dtype=np.float64)
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "mean_ms": float(a.mean()),
+        "std_ms": float(a.std()),
+        "min_ms": float(a.min()),
+        "max_ms": float(a.max()),
+        "runs": int(a.size),
+        "warmup_runs": warmup,
+    }
+
+
 def parse_trtexec_profile(text: str, top_k: int) -> list[dict[str, Any]]:
     """Top-``top_k`` layers from trtexec ``--exportProfile`` JSON.
 
@@ -217,7 +258,7 @@ def measure_with_trtexec(
     """Build and time each ONNX file with ``trtexec`` on ``target``'s device over ``client`` (an SSH client); the
     device profiler's way to measure a TensorRT target. Returns (one runner-style record per file, where, device).
     ``timing.rounds`` and ``timing.threads`` are not trtexec's: it times the runs of one file in a row on the GPU."""
-    runs, batch, per_layer = timing.runs, timing.batch, timing.per_layer
+    runs, batch, per_layer, warmup = timing.runs, timing.batch, timing.per_layer, timing.warmup
     dev = target.device
     opts = target.runtime.options
     binary = str(opts.get("trtexec", "trtexec"))
@@ -242,17 +283,18 @@ def measure_with_trtexec(
     precisions = list(precisions or [None] * len(paths))
     for i, path in enumerate(paths):
         remote = client.put(Path(path), dev.workdir, remote_name(i, Path(path)))
-        profile = remote + ".profile.json"
-        argv = trtexec_argv(binary, remote, precisions[i], runs, opts, profile if per_layer else None)
+        profile, times = remote + ".profile.json", remote + ".times.json"
+        argv = trtexec_argv(binary, remote, precisions[i], runs, opts, profile if per_layer else None, warmup, times)
         try:
             res = client.run(argv, timeout=dev.run_timeout_s, check=False)
+            ok = res.returncode == 0
+            cat = ["cat", "--"]
+            times_text = client.run([*cat, times], timeout=dev.timeout_s * 3, check=False).stdout if ok else ""
             layers_text = (
-                client.run(["cat", "--", profile], timeout=dev.timeout_s * 3, check=False).stdout
-                if per_layer and res.returncode == 0
-                else ""
+                client.run([*cat, profile], timeout=dev.timeout_s * 3, check=False).stdout if per_layer and ok else ""
             )
         finally:
-            client.run(["rm", "-f", "--", remote, profile], timeout=dev.timeout_s * 3, check=False)
+            client.run(["rm", "-f", "--", remote, profile, times], timeout=dev.timeout_s * 3, check=False)
         if res.returncode != 0:
             raise DeviceError(
                 f"trtexec failed on device {client.address} for {Path(path).name} (exit {res.returncode}):\n"
@@ -261,23 +303,19 @@ def measure_with_trtexec(
             )
         summary = parse_trtexec(res.stdout)
         version = summary.get("tensorrt_version") or version
+        timed = trace_stats(times_text, warmup, runs)  # the summary would count the warm-up runs in
         entry = {
             "path": str(path),
-            "p50_ms": summary["median_ms"],
-            "p90_ms": summary.get("p90_ms", summary["max_ms"]),
-            "p99_ms": summary.get("p99_ms", summary["max_ms"]),
-            "mean_ms": summary["mean_ms"],
-            "std_ms": None,
-            "min_ms": summary["min_ms"],
-            "max_ms": summary["max_ms"],
-            "throughput": summary.get("throughput_qps", 1000.0 / summary["mean_ms"]) * batch,
+            **{k: timed[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms")},
+            "throughput": batch * 1000.0 / timed["mean_ms"] if timed["mean_ms"] > 0 else float("inf"),
+            "throughput_derived": True,  # batch / mean latency of the timed runs, as the standalone runner's
             "init_ms": summary.get("build_ms", 0.0),
             "model_bytes": Path(path).stat().st_size,
             "rss_mb_delta": None,
             "peak_rss_mb": None,
             "threads": 0,
             "batch": batch,
-            "runs": summary.get("iterations", runs),
+            "runs": timed["runs"],
             "runtime": "tensorrt",
             "runtime_version": version,
             "providers": ["trtexec"],
@@ -286,5 +324,5 @@ def measure_with_trtexec(
         stats.append(entry)
         if on_progress is not None:
             on_progress(i + 1, len(paths))
-    where = f"device {client.address} ({uname}, TensorRT {version} via trtexec, warm-up {warmup_text(opts)})"
+    where = f"device {client.address} ({uname}, TensorRT {version} via trtexec, warm-up {warmup} runs)"
     return stats, where, {"address": client.address, "uname": uname, "tensorrt": version}

@@ -8,7 +8,9 @@ the real test data for every artifact.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -58,12 +60,20 @@ class LiteRTModel:
         except Exception as exc:
             raise ExportError(
                 f"LiteRT cannot load {self.path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                fix="re-run the lower pass; check the file is not truncated and ai-edge-litert is >= 2.3",
+                fix=self.load_failure_fix(str(exc), self.path)
+                or "the runtime's message does not show the cause: re-run the lower pass; check the file is not "
+                "truncated and ai-edge-litert is >= 2.3",
             ) from exc
         self.delegate = delegate
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_shape = tuple(int(d) for d in self.input["shape"])
+
+    @staticmethod
+    def load_failure_fix(text: str, path: str | os.PathLike[str] | None = None) -> str | None:
+        """The fix for a LiteRT load failure whose message (``text``, LiteRT's own words) shows its cause; None when
+        it does not. ``path``: the file, read for degenerate quantization scales when XNNPACK failed."""
+        return load_failure_fix(text, path)
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -149,3 +159,78 @@ def op_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         "input_type": type_names.get(graph.Tensors(graph.Inputs(0)).Type(), "?"),
         "output_type": type_names.get(graph.Tensors(graph.Outputs(0)).Type(), "?"),
     }
+
+
+#: an int8 tensor whose scale is below this spans less than ~2.6e-7 in its 256 steps: its calibrated range was
+#: (almost) a single value, e.g. a constant or dead channel
+TINY_SCALE = 1e-9
+
+
+def degenerate_scales(path: str | os.PathLike[str]) -> list[str]:
+    """The quantized tensors of a ``.tflite`` file with a degenerate scale (zero, negative, not finite, or below
+    :data:`TINY_SCALE`), as ``name (channel c: scale)``; empty when none, or when the file cannot be read."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+
+        model = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+        out = []
+        for g in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(g)
+            for i in range(graph.TensorsLength()):
+                tensor = graph.Tensors(i)
+                q = tensor.Quantization()
+                if q is None or q.ScaleLength() == 0:
+                    continue
+                scales = [float(v) for v in q.ScaleAsNumpy()]
+                bad = [(c, s) for c, s in enumerate(scales) if not math.isfinite(s) or s < TINY_SCALE]
+                if bad:
+                    c, s = bad[0]
+                    where = f"channel {c}: " if len(scales) > 1 else ""
+                    more = f", {len(bad) - 1} more channels" if len(bad) > 1 else ""
+                    name = (tensor.Name() or b"?").decode()
+                    out.append(f"{name} ({where}scale {s:.3g}{more})")
+        return out
+    except Exception:  # a file LiteRT could not load may not parse either: no scale to show then
+        return []
+
+
+def load_failure_fix(text: str, path: str | os.PathLike[str] | None = None) -> str | None:
+    """The fix for a LiteRT failure to load or prepare a file, classified from LiteRT's own message; None when the
+    message does not show the cause. Messages classified (ai-edge-litert 2.3):
+
+    - ``Encountered unresolved custom op: NAME.``: the file holds a custom operator the runtime lacks;
+    - ``Didn't find op for builtin opcode 'OP' version 'V'``: the file needs a newer runtime;
+    - ``Node number N (TfLiteXNNPackDelegate) failed to prepare.``: XNNPACK took the nodes, then could not build
+      them; with ``unsupported scale value`` in the message, or a degenerate scale in the file, the cause is the
+      quantization scales.
+    """
+    custom = list(dict.fromkeys(re.findall(r"unresolved custom op: ([^\s]+?)\.?(?:\s|$)", text)))
+    if custom:
+        ops = ", ".join(custom)
+        return (
+            f"the file uses the custom operator {ops}, which this LiteRT runtime does not have (it registers only "
+            f"built-in operators): lower the model without it (replace the layer that became {ops} by layers "
+            "with built-in TFLite operators), or run the file with a LiteRT build that registers it"
+        )
+    old = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", text)
+    if old:
+        return (
+            f"the file needs {old.group(1)} version {old.group(2)}, newer than this LiteRT runtime has: upgrade "
+            "ai-edge-litert where the file runs (pip install -U ai-edge-litert), or lower with a litert-torch that "
+            "matches that runtime"
+        )
+    if "TfLiteXNNPackDelegate) failed to prepare" in text or "in XNNPACK delegate" in text:
+        scales = degenerate_scales(path) if path is not None else []
+        if scales or "scale" in text:
+            found = f" ({'; '.join(scales[:3])})" if scales else ""
+            return (
+                f"XNNPACK cannot prepare the file: its quantization scales are degenerate{found}, a tensor or channel "
+                "whose calibrated range is (almost) a single value (a constant or dead channel); recalibrate with "
+                "more or other samples (calibration.samples / calibration.method in model.yaml), keep that layer in "
+                "fp32, or run the file with built-in kernels (runtime.options.delegate: none)"
+            )
+        return (
+            "the XNNPACK delegate failed to prepare the file and its message does not say why (cause unknown): run "
+            "it with built-in kernels (runtime.options.delegate: none) to tell a delegate problem from a bad file"
+        )
+    return None

@@ -11,28 +11,44 @@
 
 Parity runs on held-out test images: fp32 artifacts must match within ``parity.atol`` (max abs logit difference);
 fp16 and quantized ones must keep ``min_top1`` % top-1 agreement and ``min_cosine`` logit cosine. A failure stops
-the compile. Each artifact's accuracy on the test split is measured in its own runtime.
+the compile. ``parity.per_artifact`` sets other thresholds for some artifacts, keyed by precision or file name::
+
+    parity: {min_cosine: 0.99, per_artifact: {int8: {min_top1: 90}, student.fp16.tflite: {min_cosine: 0.995}}}
+
+Each artifact's accuracy on the test split is measured in its own runtime.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgekd.backends.base import BACKENDS, MODEL_KINDS, accuracy, load_function, runs_here, runtime_name
 from edgekd.backends.onnx.lower import LEGACY_MAX_OPSET
 from edgekd.backends.parity import ParityReport, check_parity
 from edgekd.backends.tensorrt.lower import TensorrtConfig
 from edgekd.backends.tflite.lower import TfliteConfig, tflite_delegate
-from edgekd.config.target import TargetConfig
+from edgekd.config.target import Precision, TargetConfig
 from edgekd.core.errors import ConfigError
-from edgekd.core.schema import Strict
+from edgekd.core.schema import Strict, did_you_mean
 from edgekd.document.model import Section
 from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Artifact, Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.lower.report import lower_sections
+
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+#: file suffixes of the deployable models a ``parity.per_artifact`` key may name
+MODEL_SUFFIXES = tuple(s for b in BACKENDS.values() for s in b.suffixes)
+
+
+class ParityThresholds(Strict):
+    """Parity thresholds of some artifacts; one left out is the global one (``lower.parity``)."""
+
+    atol: float | None = Field(default=None, gt=0, description="fp32: max abs logit difference")
+    min_cosine: float | None = Field(default=None, gt=0, le=1, description="fp16/quantized: mean logit cosine")
+    min_top1: float | None = Field(default=None, gt=0, le=100, description="fp16/quantized: top-1 agreement, %")
 
 
 class ParityConfig(Strict):
@@ -40,6 +56,37 @@ class ParityConfig(Strict):
     atol: float = Field(default=1e-4, gt=0, description="fp32: max abs logit difference")
     min_cosine: float = Field(default=0.99, gt=0, le=1, description="fp16/quantized: mean logit cosine")
     min_top1: float = Field(default=97.0, gt=0, le=100, description="fp16/quantized: top-1 agreement, percent")
+    per_artifact: dict[str, ParityThresholds] = Field(
+        default_factory=dict,
+        description="thresholds of some artifacts, keyed by precision (fp32, fp16, int8) or file name "
+        "(student.int8.tflite); a file's own key wins over its precision's, which wins over the global ones",
+    )
+
+    @field_validator("per_artifact")
+    @classmethod
+    def _known_keys(cls, value: dict[str, ParityThresholds]) -> dict[str, ParityThresholds]:
+        for key in value:
+            if key in PRECISIONS or (key.endswith(MODEL_SUFFIXES) and "/" not in key and "\\" not in key):
+                continue
+            raise ValueError(
+                f"unknown key {key!r}{did_you_mean(key, list(PRECISIONS))}: a key is a precision "
+                f"({', '.join(PRECISIONS)}) or an artifact's file name ending in {', '.join(MODEL_SUFFIXES)} "
+                "(e.g. student.int8.tflite)"
+            )
+        return value
+
+    def for_artifact(self, file_name: str, precision: str) -> dict[str, float]:
+        """The thresholds (``atol``, ``min_cosine``, ``min_top1``) for the artifact file ``file_name``."""
+        out = {"atol": self.atol, "min_cosine": self.min_cosine, "min_top1": self.min_top1}
+        for key in (precision, file_name):  # the file's own thresholds override its precision's
+            if (own := self.per_artifact.get(key)) is not None:
+                out.update(own.model_dump(exclude_none=True))
+        return out
+
+    def unknown_files(self, file_names: set[str]) -> list[str]:
+        """The file-name keys of ``per_artifact`` that name none of ``file_names`` (a misspelled key would
+        otherwise leave its artifact on the global thresholds without a word)."""
+        return [k for k in self.per_artifact if k not in PRECISIONS and k not in file_names]
 
 
 class LowerConfig(Strict):
@@ -93,6 +140,12 @@ class Lower(Pass):
         summary["dynamic_batch"] = c.dynamic_batch
         for name in dict.fromkeys(["onnx", *ctx.target.backends]):  # ONNX always, first: the others may build on it
             BACKENDS[name].lower_fn()(ctx, c, summary)
+        files = {ctx.path_of(a.name).name for a in ctx.artifacts.values() if a.kind in MODEL_KINDS}
+        if unknown := c.parity.unknown_files(files):
+            raise ConfigError(
+                f"lower.parity.per_artifact: {', '.join(map(repr, unknown))} names no artifact of this run",
+                fix=f"key it by precision ({', '.join(PRECISIONS)}) or by one of: {', '.join(sorted(files))}",
+            )
         held_out = x[: c.parity.samples]
         threads = ctx.target.runtime.threads
         delegate = tflite_delegate(c, ctx.target)
@@ -130,14 +183,13 @@ class Lower(Pass):
         ctx: Context, c: LowerConfig, art: Artifact, held_out: Any, threads: int | None, delegate: str
     ) -> ParityReport:
         assert ctx.student is not None
+        path = ctx.path_of(art.name)
         report = check_parity(
             ctx.student,
-            ctx.path_of(art.name),
+            path,
             held_out,
             mode="exact" if art.precision == "fp32" else "quantized",
-            atol=c.parity.atol,
-            min_cosine=c.parity.min_cosine,
-            min_top1=c.parity.min_top1,
+            **c.parity.for_artifact(path.name, art.precision),
             threads=threads,
             delegate=delegate,
         )

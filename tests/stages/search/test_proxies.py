@@ -136,3 +136,47 @@ def test_closed_form_classifier_gradient_equals_autograd(batch: ProbeBatch) -> N
         ref = proxies.fc_grad_autograd(b, batch)
         assert g.shape == ref.shape == (10, model.fc.in_features)
         torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
+def _linear(*weights: list[list[float]]) -> torch.nn.Module:
+    """Bias-free linear layers with the given weights, in order (x -> W1 x -> W2 W1 x ...)."""
+    layers = [torch.nn.Linear(len(w[0]), len(w), bias=False) for w in weights]
+    with torch.no_grad():
+        for layer, w in zip(layers, weights, strict=True):
+            layer.weight.copy_(torch.tensor(w))
+    return torch.nn.Sequential(*layers)
+
+
+# x = [1, 0], label 1, W = I: logits [1, 0], softmax [s, 1 - s] with s = sigmoid(1), so dCE/dlogits = [s, -s]
+# and dCE/dW = [s, -s]^T [1, 0] = [[s, 0], [-s, 0]]: ||dW|| = s * sqrt(2), sum |W * dW| = s
+SIGMOID_1 = 1 / (1 + math.exp(-1))
+ONE_SAMPLE = ProbeBatch(torch.tensor([[1.0, 0.0]]), torch.tensor([1]), 2)
+
+
+def test_grad_norm_by_hand_sums_the_norm_of_each_layer() -> None:
+    assert score("grad_norm", _linear([[1, 0], [0, 1]]), ONE_SAMPLE) == pytest.approx(SIGMOID_1 * math.sqrt(2))
+    # two identity layers: each gets dW = [[s, 0], [-s, 0]] (the first through W2^T = I); the proxy sums the two
+    # layer norms (2 s sqrt 2), it is not the norm of all gradients together (2 s)
+    two = _linear([[1, 0], [0, 1]], [[1, 0], [0, 1]])
+    assert score("grad_norm", two, ONE_SAMPLE) == pytest.approx(2 * SIGMOID_1 * math.sqrt(2))
+
+
+def test_snip_by_hand_is_the_summed_weight_times_gradient_saliency() -> None:
+    assert score("snip", _linear([[1, 0], [0, 1]]), ONE_SAMPLE) == pytest.approx(SIGMOID_1)
+    assert score("snip", _linear([[1, 0], [0, 1]], [[1, 0], [0, 1]]), ONE_SAMPLE) == pytest.approx(2 * SIGMOID_1)
+    # W = 2 I: logits [2, 0], p = sigmoid(2); dW = [[p, 0], [-p, 0]], |W * dW| sums to 2 p (weights matter)
+    assert score("snip", _linear([[2, 0], [0, 2]]), ONE_SAMPLE) == pytest.approx(2 / (1 + math.exp(-2)))
+
+
+def test_naswot_by_hand_is_the_log_determinant_of_the_code_kernel() -> None:
+    # one input unit, three ReLUs with weights (1, -1, 2) and biases (0, 0, -3); x = 1 -> codes (1, 0, 0),
+    # x = -1 -> (0, 1, 0): Hamming distance 2 of 3 units, K = [[3, 1], [1, 3]], log det K = log 8
+    layer = torch.nn.Linear(1, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0], [-1.0], [2.0]]))
+        layer.bias.copy_(torch.tensor([0.0, 0.0, -3.0]))
+    model = torch.nn.Sequential(layer, torch.nn.ReLU())
+    two = ProbeBatch(torch.tensor([[1.0], [-1.0]]), torch.tensor([0, 0]), 3)
+    assert score("naswot", model, two) == pytest.approx(math.log(8))
+    same = ProbeBatch(torch.tensor([[1.0], [2.0]]), torch.tensor([0, 0]), 3)  # codes (1, 0, 0) and (1, 0, 1)
+    assert score("naswot", model, same) == pytest.approx(math.log(3 * 3 - 2 * 2))  # Hamming 1: K = [[3, 2], [2, 3]]
