@@ -25,6 +25,33 @@ class Predictor(Protocol):
 
 
 @dataclass(frozen=True)
+class QuantScheme:
+    """What a runtime's INT8 file computes, for quantization-aware training to simulate (stages/quantize/qat.py).
+
+    Weights are symmetric int8 on [-127, 127] (per output channel or per tensor); activations are quantized at
+    every input and output of the operators the runtime's quantizer handles (Relu/Clip merged into their
+    producer), on ``[act_qmin, act_qmax]``, symmetric or with a zero point; biases are int32 at scale
+    ``input_scale * weight_scale`` when ``bias_int32``. ``calibration`` is how the deployed file's ranges are
+    found; ``differences`` lists where the simulation is known to differ from the runtime (for the report).
+    """
+
+    runtime: str
+    act_qmin: int
+    act_qmax: int
+    act_symmetric: bool
+    per_channel: bool
+    bias_int32: bool
+    calibration: str  # minmax | entropy | percentile | histogram
+    #: "module:function" (per-sample values of each tensor, calibration) -> {tensor: (lo, hi)}: how the runtime's
+    #: calibration turns the values into a range, for anything but min/max (None: min/max over the samples)
+    range_finder: str | None = None
+    #: pooling and reshaping outputs are requantized with their input's scale and zero point (TFLite's Mean,
+    #: AveragePool, MaxPool, Reshape) instead of a range of their own
+    pools_share_input_range: bool = False
+    differences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str  # as targets name it: onnx | tflite | tensorrt
     runtime: str  # the runtime's name in reports
@@ -44,6 +71,8 @@ class Backend:
     fast_fp16: bool = False
     #: its kernels use 2:4 structured sparsity (TensorRT's sparse tensor cores)
     sparse_2_4: bool = False
+    #: "module:function" (target quantization settings, calibration method) -> the QuantScheme of its INT8 files
+    int8_scheme: str = "edgekd.backends.onnx.quantize:qdq_scheme"
 
     def open(self, path: Path, threads: int | None, delegate: str) -> Predictor:
         module, _, cls = self.model.partition(":")
@@ -52,6 +81,11 @@ class Backend:
 
     def lower_fn(self) -> Any:
         return load_function(self.lower)
+
+
+def int8_scheme(backend: str, quantization: Any, method: str) -> QuantScheme:
+    """The INT8 scheme of ``backend`` under a target's ``quantization:`` settings and ``calibration.method``."""
+    return load_function(BACKENDS[backend].int8_scheme)(quantization, method)  # type: ignore[no-any-return]
 
 
 def load_function(name: str) -> Any:
@@ -79,6 +113,7 @@ BACKENDS: dict[str, Backend] = {
         delegates=True,
         check="edgekd.backends.tflite.lower:check_available",
         report="edgekd.backends.tflite.lower:report_sections",
+        int8_scheme="edgekd.backends.tflite.lower:pt2e_scheme",
     ),
     "tensorrt": Backend(
         "tensorrt",

@@ -54,10 +54,10 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 
 @contextlib.contextmanager
-def masks_kept(model: nn.Module, masks: dict[str, torch.Tensor]) -> Iterator[None]:
+def masks_kept(model: nn.Module, masks: dict[str, torch.Tensor], on: nn.Module | None = None) -> Iterator[None]:
     """While active, every forward of ``model`` first zeroes the masked weights (so optimizer steps cannot revive
-    them). The weights are taken when the block starts, so it holds while layers are swapped for others that train
-    the same parameters (QAT's fake-quantized twins)."""
+    them). The weights are taken when the block starts; ``on`` is the module that is trained and called, when it is
+    another one sharing ``model``'s parameters (QAT's simulation)."""
     modules = dict(model.named_modules())
     weights = [(modules[n].weight, mask) for n, mask in masks.items()]
 
@@ -66,7 +66,7 @@ def masks_kept(model: nn.Module, masks: dict[str, torch.Tensor]) -> Iterator[Non
         for w, mask in weights:
             w.mul_(mask)  # type: ignore[operator]
 
-    hook = model.register_forward_pre_hook(zero)
+    hook = (on or model).register_forward_pre_hook(zero)
     try:
         yield
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.backends.base import QuantScheme
 from edgekd.core.artifacts import atomic_writer
 from edgekd.core.errors import DataError, ExportError
 from edgekd.core.optional import require
@@ -26,6 +27,43 @@ ACTIVATION_TYPES = ("uint8", "int8")
 WEIGHT_TYPES = ("int8", "uint8")
 METHODS = ("minmax", "entropy", "percentile")
 _PIP = "pip install onnxruntime"
+
+
+def qdq_scheme(quantization: Any, method: str) -> QuantScheme:
+    """What :func:`quantize_static_onnx` writes for a target's ``quantization:`` settings (TensorRT builds the same
+    QDQ file): uint8 activations with a zero point on [0, 255], or symmetric int8 on [-127, 127] (ORT's
+    symmetric range); every Conv/Gemm/MatMul/Add/Mul/pool/Flatten input and output quantized, Relu/Clip merged."""
+    symmetric = quantization.activation_type == "int8"
+    return QuantScheme(
+        runtime="ONNX Runtime QDQ",
+        act_qmin=-127 if symmetric else 0,
+        act_qmax=127 if symmetric else 255,
+        act_symmetric=symmetric,
+        per_channel=quantization.per_channel,
+        bias_int32=quantization.quantize_bias,
+        calibration=method,
+        range_finder=None if method == "minmax" else "edgekd.backends.onnx.quantize:histogram_ranges",
+    )
+
+
+def histogram_ranges(recorded: dict[str, list[np.ndarray]], method: str) -> dict[str, tuple[float, float]]:
+    """The entropy / percentile thresholds :func:`quantize_static_onnx` finds (ONNX Runtime's own collector, at the
+    defaults ``quantize_static`` uses) for tensors whose per-sample values are ``recorded``."""
+    import contextlib
+    import io
+
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    symmetric, bins = {"entropy": (False, 128), "percentile": (True, 2048)}[method]
+    collector = HistogramCollector(method, symmetric, bins, 128, 99.999, "same")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints progress lines
+        collector.collect(recorded)
+        result = collector.compute_collection_result()
+    out = {}
+    for name, value in result.items():
+        lo, hi = value.range_value if hasattr(value, "range_value") else value[:2]
+        out[name] = (float(lo), float(hi))
+    return out
 
 
 def _ort_quant() -> Any:

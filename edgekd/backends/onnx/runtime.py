@@ -21,7 +21,9 @@ def _import_ort() -> Any:
 class OrtModel:
     """An onnxruntime CPU session over ``path`` with ``threads`` intra-op threads (None: onnxruntime's default)."""
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, optimize: bool = True) -> None:
+        """``optimize=False`` runs the graph operator by operator as written (a QDQ file's Q/DQ nodes in float,
+        no fused integer kernels): what the file specifies rather than what the CPU kernels compute."""
         ort = _import_ort()
         self.path = Path(path)
         if not self.path.is_file():
@@ -30,6 +32,8 @@ class OrtModel:
         if threads is not None:
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3
+        if not optimize:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=["CPUExecutionProvider"]

@@ -31,6 +31,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from edgekd.backends.base import QuantScheme
 from edgekd.config.target import Precision, TargetConfig
 from edgekd.core.artifacts import atomic_writer
 from edgekd.core.errors import BackendUnavailable, ExportError
@@ -314,6 +315,39 @@ class TfliteConfig(Strict):
     delegate: Literal["xnnpack", "none"] | None = Field(
         default=None, description="default: the target's runtime.options.delegate, else xnnpack"
     )
+
+
+def pt2e_scheme(quantization: Any, method: str) -> QuantScheme:
+    """What :func:`convert_tflite` writes at INT8 (litert-torch's PT2E quantizer): int8 activations with a zero
+    point on [-128, 127], symmetric int8 weights, int32 biases (TFLite's kernels always take them)."""
+    return QuantScheme(
+        runtime="LiteRT (PT2E)",
+        act_qmin=-128,
+        act_qmax=127,
+        act_symmetric=False,
+        per_channel=quantization.per_channel,
+        bias_int32=True,
+        calibration="histogram",
+        range_finder="edgekd.backends.tflite.lower:pt2e_ranges",
+        pools_share_input_range=True,
+    )
+
+
+def pt2e_ranges(recorded: dict[str, list[np.ndarray]], _method: str) -> dict[str, tuple[float, float]]:
+    """The activation ranges PT2E's calibration finds (its HistogramObserver, fed one sample at a time as
+    :func:`convert_tflite` feeds it) for tensors whose per-sample values are ``recorded``."""
+    from torchao.quantization.pt2e.observer import HistogramObserver
+
+    out = {}
+    for name, samples in recorded.items():
+        obs = HistogramObserver(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+                                eps=2**-12)  # fmt: skip
+        for sample in samples:
+            obs(torch.from_numpy(sample[None]))
+        scale, zero = obs.calculate_qparams()
+        s, z = float(scale.reshape(-1)[0]), int(zero.reshape(-1)[0])
+        out[name] = ((-128 - z) * s, (127 - z) * s)
+    return out
 
 
 def tflite_precisions(c: Any, target: TargetConfig) -> list[str]:

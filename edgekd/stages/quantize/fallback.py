@@ -1,9 +1,9 @@
 """Per-layer precision fallback for static INT8 (ONNX Runtime QDQ).
 
 Sensitivity of a layer = the validation accuracy gained when only that layer is left in fp32 (everything else
-INT8). Layers are returned to fp32 in order of sensitivity until the accuracy guard holds. Latency fallback:
-an INT8 model that measures slower than fp32 on the host is refused, and (``per_layer``) a layer whose INT8
-form makes the model measurably slower is kept in fp32.
+INT8). Layers are returned to fp32 in order of sensitivity until the accuracy guard holds. Latency fallback
+(``per_layer``, run only where this host is the target): a layer whose INT8 form makes the model measurably
+slower is kept in fp32.
 """
 
 from __future__ import annotations

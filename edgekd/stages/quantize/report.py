@@ -23,6 +23,37 @@ def quantize_sections(student: dict[str, Any]) -> list[Section]:
                 ],
             )
         )
+        qat = quant.get("qat")
+        if qat and qat.get("simulates"):
+            text = (
+                f"QAT ({qat['epochs']} epoch(s), KD from the teacher) simulated {qat['simulates']}: "
+                f"{qat['layers_fake_quantized']} weighted layers, {qat['activations_fake_quantized']} activation "
+                f"tensors, {qat['calibration']} ranges; fake-quantized val accuracy "
+                f"{num(qat['val_accuracy_fake_quant_before'])}% before, {num(qat['val_accuracy_fake_quant_after'])}% "
+                "after."
+            )
+            deployed = qat.get("deployed") or {}
+            if deployed.get("compared"):
+                d, g = deployed["vs_deployed"], deployed["vs_qdq_graph"]
+                text += (
+                    f" Simulation vs the INT8 file on {d['samples']} val images: top-1 agreement "
+                    f"{num(d['top1_agreement'])}%, max |logit diff| {num(d['max_abs_logit_diff'])} in ONNX Runtime's "
+                    f"kernels ({num(g['top1_agreement'])}%, {num(g['max_abs_logit_diff'])} against its QDQ graph "
+                    "run operator by operator)."
+                )
+            elif deployed:
+                text += f" Not compared with the INT8 file: {deployed['why']}."
+            out[-1].blocks.append(Text(text))
+        check = quant.get("latency_check")
+        if check:
+            if check.get("checked"):
+                line = (
+                    f"INT8 vs fp32 latency: {num(check['int8_ms'])} ms vs {num(check['fp32_ms'])} ms, batch 1 "
+                    f"({check['where']})" + ("; INT8 is slower: ship fp32." if check.get("int8_slower") else ".")
+                )
+            else:
+                line = f"INT8 vs fp32 latency: not checked ({check['why']})."
+            out[-1].blocks.append(Text(line))
         if quant.get("layers"):  # the per-layer precision table (fallback to fp32 where INT8 costs the guard)
             out[-1].blocks.append(
                 Table(

@@ -8,12 +8,12 @@ under the accuracy guard; or FP16.
     qat: {epochs: 2, lr: 0.001}
     fallback: {accuracy: true, latency: model, max_layers: null}
 ```
-INT8 is ONNX Runtime static QDQ with per-channel weights; calibration samples and method come from
-``calibration:``. The activation type follows the target (uint8 on x86 ONNX Runtime, where it was measured
-faster; symmetric int8 for TensorRT and LiteRT). With ``constraints.max_accuracy_drop`` the layers whose
-quantization costs the most validation accuracy go back to fp32 until the guard holds; if it cannot hold,
-the most accurate model is still saved and the pass fails naming its accuracy. ``result.json`` lists the
-precision of every layer (``student.quantize.layers``).
+INT8 is ONNX Runtime static QDQ with per-channel weights (QAT simulates the INT8 file of the target's first
+backend); calibration samples and method come from ``calibration:``. The activation type follows the target
+(uint8 on x86 ONNX Runtime, where it was measured faster; symmetric int8 for TensorRT and LiteRT). With
+``constraints.max_accuracy_drop`` the layers whose quantization costs the most validation accuracy go back to
+fp32 until the guard holds; if it cannot hold, the most accurate model is still saved and the pass fails
+naming its accuracy. ``result.json`` lists the precision of every layer (``student.quantize.layers``).
 """
 
 from __future__ import annotations
@@ -26,17 +26,20 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from edgekd.backends.base import BACKENDS
+from edgekd.backends.base import BACKENDS, backend_for_runtime, int8_scheme
 from edgekd.backends.base import accuracy as artifact_accuracy
 from edgekd.backends.onnx.lower import export_onnx
+from edgekd.backends.onnx.runtime import OrtModel
+from edgekd.core.progress import console
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section
+from edgekd.latency.for_target import measure_for_target, predicted_for
 from edgekd.models.sparsity_2_4 import masks_kept, sparse_layers
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.guard import guard_of
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.quantize.fallback import host_latency_ms, latency_fallback, match_layers, quantize_with_fallback
-from edgekd.stages.quantize.qat import calibrate, fake_quantized, snap_weights
+from edgekd.stages.quantize.qat import Simulation, calibrate, deployed_agreement, simulate, snap_weights
 from edgekd.stages.quantize.report import quantize_sections
 from edgekd.train.loop import accuracy, teacher_predictions
 from edgekd.train.recovery import RecoveryConfig, recover, subset
@@ -50,7 +53,11 @@ class QATConfig(RecoveryConfig):
 class FallbackConfig(Strict):
     accuracy: bool = Field(default=True, description="return the most sensitive layers to fp32 until the guard holds")
     latency: Literal["off", "model", "per_layer"] = Field(
-        default="model", description="model: refuse an INT8 model slower than fp32; per_layer: also per layer"
+        default="model",
+        description="model: compare INT8 with fp32 in the target's runtime (on this host when it is the target, "
+        "on its device, or by its predictor) and say to ship fp32 when INT8 is slower (the INT8 file is still "
+        "written); per_layer: also keep in fp32 the layers whose INT8 form is slower (only where this host is the "
+        "target); where neither can be measured the report says it was not checked",
     )
     max_layers: int | None = Field(default=None, ge=0, description="at most this many layers back in fp32")
 
@@ -104,8 +111,10 @@ class Quantize(Pass):
         shape = ctx.data.input_shape
         val = ctx.data.val
         metrics: dict[str, Any] = {"precision": "int8", "method": c.method}
+        sim: Simulation | None = None
         if c.method == "qat":
-            metrics["qat"] = self._qat(ctx, act)
+            scheme_settings = tq.model_copy(update={"activation_type": act, "per_channel": per_channel})
+            metrics["qat"], sim = self._qat(ctx, scheme_settings)
         quant_kwargs = {
             "activation_type": act,
             "weight_type": tq.weight_type,
@@ -133,19 +142,25 @@ class Quantize(Pass):
                 layers,
                 quant_kwargs,
                 c.fallback.max_layers if c.fallback.accuracy else 0,
-                log=lambda s: None if ctx.quiet else print(f"  {s}"),
+                log=lambda s: None if ctx.quiet else console.print(f"  {s}", markup=False),
             )
             latency: dict[str, Any] = {}
             if c.fallback.latency != "off":
+                host_is_target = _host_runs_the_target(ctx)
                 if c.fallback.latency == "per_layer":
-                    latency_fallback(fp32, int8, calib, result, shape, threads, quant_kwargs, evaluate, accept)
-                latency = {
-                    "fp32_ms": host_latency_ms(fp32, shape, threads),
-                    "int8_ms": host_latency_ms(int8, shape, threads),
-                    "where": "ONNX Runtime on host, batch 1",
-                }
+                    if host_is_target:
+                        latency_fallback(fp32, int8, calib, result, shape, threads, quant_kwargs, evaluate, accept)
+                    else:
+                        ctx.note(
+                            f"quantize: per-layer latency fallback not run: {ctx.target.name} runs "
+                            f"{ctx.target.runtime.name} on its device, and timings of this host's ONNX Runtime "
+                            "would choose the layers for another runtime"
+                        )
+                latency = _latency_check(ctx, fp32, int8, shape, threads, host_is_target)
             with ctx.artifact("onnx_int8", "student.int8.onnx", "onnx", precision="int8", backend="onnx") as out:
                 shutil.copyfile(int8, out)
+            if sim is not None:
+                metrics["qat"]["deployed"] = _agreement(sim, int8, val.x, result.excluded, threads)
         art = ctx.artifacts["onnx_int8"]
         art.info["quantization"] = {
             "format": "QDQ",
@@ -157,12 +172,14 @@ class Quantize(Pass):
             "method": c.method,
             "fp32_layers": result.excluded,
         }
-        if latency and latency["int8_ms"] > latency["fp32_ms"] * 1.05:
+        if latency.get("checked") and latency["int8_ms"] > latency["fp32_ms"] * 1.05:
             ctx.note(
-                f"quantize: INT8 measured slower than fp32 on this host ({latency['int8_ms']:.3f} ms vs "
+                f"quantize: INT8 is slower than fp32 ({latency['where']}: {latency['int8_ms']:.3f} ms vs "
                 f"{latency['fp32_ms']:.3f} ms, batch 1); ship the fp32 student.onnx for {ctx.target.name}"
             )
             latency["int8_slower"] = True
+        elif latency and not latency.get("checked"):
+            ctx.note(f"quantize: INT8 vs fp32 latency not checked: {latency['why']}")
         metrics.update(
             {
                 "activation_type": act,
@@ -198,19 +215,23 @@ class Quantize(Pass):
                 ["student.int8.onnx"],
             )
 
-    def _qat(self, ctx: Context, act: str) -> dict[str, Any]:
+    def _qat(self, ctx: Context, quantization: Any) -> tuple[dict[str, Any], Simulation]:
+        """Fake-quantized KD under the scheme of the target's first backend (the file it deploys)."""
         c: QuantizeConfig = self.config  # type: ignore[assignment]
         assert ctx.student is not None
         student, teacher = ctx.student, ctx.teacher
         seed = ctx.config.seed if c.seed is None else c.seed
         train = subset(ctx.data.train, c.qat.fraction, ctx.config.seed)
         teacher_logits = teacher_predictions(teacher, train.x)
+        calib = ctx.data.calibration.x
+        scheme = int8_scheme(ctx.target.backends[0], quantization, ctx.config.calibration.method)
+        sim = simulate(student, calib[:2], scheme)
         sparse = sparse_layers(student)  # 2:4 layers (prune.sparsity_2_4) stay 2:4 through QAT
-        with masks_kept(student, sparse), fake_quantized(student, act) as twins:
-            calibrate(student, twins, ctx.data.calibration.x)
-            before = accuracy(student, ctx.data.val)
+        with masks_kept(student, sparse, on=sim.module):
+            calibrate(sim, calib)
+            before = accuracy(sim.module, ctx.data.val)
             history = recover(
-                student,
+                sim.module,
                 teacher,
                 train,
                 ctx.data.val,
@@ -220,20 +241,28 @@ class Quantize(Pass):
                 ctx.progress("QAT (KD)"),
                 lambda r: ctx.events.emit("epoch", pass_="quantize", **r),
             )
-            after = accuracy(student, ctx.data.val)
-            snap_weights(twins)
+        snap_weights(sim)
+        calibrate(sim, calib)  # the ranges the deployed file's calibration finds on the snapped student
+        after = accuracy(sim.module, ctx.data.val)
         student.eval()
+        for note in scheme.differences:
+            ctx.note(f"quantize qat: {note}")
         return {
             "epochs": c.qat.epochs,
             "lr": c.qat.lr,
             "loss": c.qat.loss,
-            "layers_fake_quantized": len(twins),
+            "simulates": scheme.runtime,
+            "calibration": scheme.calibration,
+            "layers_fake_quantized": len(sim.twins),
+            "activations_fake_quantized": len(sim.quantizers),
+            "batchnorm_folded": sim.folded,
+            "float_ops": sim.float_ops,
             "sparse_2_4_layers": sorted(sparse),
             "val_accuracy_fake_quant_before": before,
             "val_accuracy_fake_quant_after": after,
             "best_epoch": history.best_epoch if history else None,
             "seconds": round(history.seconds, 1) if history else 0.0,
-        }
+        }, sim
 
     def _fp16(self, ctx: Context) -> None:
         c: QuantizeConfig = self.config  # type: ignore[assignment]
@@ -264,4 +293,64 @@ class Quantize(Pass):
         )
 
 
-_ = torch  # torch is imported for typing of tensors passed through helpers
+def _host_runs_the_target(ctx: Context) -> bool:
+    """This host is the target and runs the QDQ file in the target's own runtime (ONNX Runtime)."""
+    return ctx.target.is_host and backend_for_runtime(ctx.target.runtime.name).name == "onnx"
+
+
+def _latency_check(
+    ctx: Context, fp32: Path, int8: Path, shape: tuple[int, ...], threads: int | None, host_is_target: bool
+) -> dict[str, Any]:
+    """fp32 vs INT8 latency of the QDQ file in the target's own runtime: on this host when it is the target, on
+    the target's SSH device when it runs ONNX Runtime there, else by the target's latency predictor; otherwise
+    not checked (host ONNX Runtime timings say nothing of another runtime or device)."""
+    t = ctx.target
+    if host_is_target:
+        return {
+            "checked": True,
+            "fp32_ms": host_latency_ms(fp32, shape, threads),
+            "int8_ms": host_latency_ms(int8, shape, threads),
+            "where": "ONNX Runtime on this host, the target",
+            "source": "measured-host",
+        }
+    if t.device.kind == "ssh" and backend_for_runtime(t.runtime.name).name == "onnx":
+        m = measure_for_target(t, [fp32, int8], t.timing(), ["fp32", "int8"], note=ctx.note)
+        if m.on_target:
+            fp, q = (s.p50_ms for s in m.stats)
+            return {"checked": True, "fp32_ms": fp, "int8_ms": q, "where": m.where, "source": m.source}
+    predicted = predicted_for(t, [fp32, int8], 0, ctx.note)
+    if str(fp32) in predicted and str(int8) in predicted:
+        return {
+            "checked": True,
+            "fp32_ms": predicted[str(fp32)]["p50_ms"],
+            "int8_ms": predicted[str(int8)]["p50_ms"],
+            "where": f"predicted for {t.name} ({predicted[str(int8)]['where']})",
+            "source": "predicted",
+        }
+    return {
+        "checked": False,
+        "why": f"{t.name} runs {t.runtime.name} on its device, which was not reached, and it has no latency "
+        "predictor for these files; this host's ONNX Runtime timings would say nothing about it (give the target "
+        "an SSH device or a predictor: edgekd profile --build-predictor)",
+    }
+
+
+def _agreement(
+    sim: Simulation, int8: Path, x: torch.Tensor, fp32_layers: list[str], threads: int | None
+) -> dict[str, Any]:
+    """How well QAT's simulation predicted the INT8 file, on the validation images: against the file in ONNX
+    Runtime as deployed (its fused integer kernels), and against the file's own QDQ graph run operator by
+    operator (what its Q/DQ nodes specify)."""
+    if fp32_layers:
+        return {"compared": False, "why": f"{len(fp32_layers)} layer(s) went back to fp32 after QAT"}
+    sim.module.eval()
+    with torch.no_grad():
+        simulated = torch.cat([sim.module(x[i : i + 256]) for i in range(0, len(x), 256)])
+    deployed = torch.from_numpy(OrtModel(int8, threads).predict(x.numpy()))
+    graph = torch.from_numpy(OrtModel(int8, threads, optimize=False).predict(x.numpy()))
+    return {
+        "compared": True,
+        "split": "val",
+        "vs_deployed": deployed_agreement(simulated, deployed),
+        "vs_qdq_graph": deployed_agreement(simulated, graph),
+    }

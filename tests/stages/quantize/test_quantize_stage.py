@@ -30,6 +30,14 @@ def test_qat_kd_int8_runs_in_ort_and_records_the_precision_table(tmp_path: Path)
     assert [x["module"] for x in layers][:2] == ["stem.0", "layer1.0.conv1"] and layers[-1]["module"] == "fc"
     assert {x["precision"] for x in layers} == {"int8"}
     assert "| layer1.0.conv1 | Conv | int8 |" in res.report_path.read_text()
+    # QAT simulated the file x86 ONNX Runtime deploys, and says how closely (on the val split)
+    qat = q["qat"]
+    assert qat["simulates"] == "ONNX Runtime QDQ" and qat["activations_fake_quantized"] > 10
+    deployed = qat["deployed"]
+    assert deployed["compared"] and deployed["split"] == "val"
+    assert deployed["vs_qdq_graph"]["top1_agreement"] >= 99.0
+    assert deployed["vs_qdq_graph"]["mean_abs_logit_diff"] <= deployed["vs_deployed"]["mean_abs_logit_diff"] + 1e-6
+    assert "QAT (1 epoch(s), KD from the teacher) simulated ONNX Runtime QDQ" in res.report_path.read_text()
 
 
 def test_guard_that_int8_cannot_meet_saves_the_best_model_and_fails(tmp_path: Path) -> None:
