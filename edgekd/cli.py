@@ -6,11 +6,51 @@ User errors (:class:`edgekd.core.errors.EdgekdError`) print as ``error [Type]: .
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from edgekd._version import __version__
 from edgekd.core.errors import EdgekdError
+
+
+@contextlib.contextmanager
+def _libraries_quiet(a: argparse.Namespace) -> Iterator[list[Path]]:
+    """Unless ``--verbose``: other libraries' output is kept off the terminal for the block; the yielded list gets
+    the path of the file holding it (the caller files it in the run's events.jsonl). If the block fails, the file
+    is kept and named."""
+    from edgekd.core.library_output import library_output_captured
+
+    if getattr(a, "verbose", False):
+        yield []
+        return
+    kept: list[Path] = []
+    try:
+        with library_output_captured() as path:
+            kept.append(path)
+            yield kept
+    except BaseException:
+        if kept and kept[0].stat().st_size:
+            print(f"(output of other libraries during this command: {kept[0]})", file=sys.stderr)
+        raise
+    else:
+        kept[0].unlink(missing_ok=True)
+
+
+def _file_library_output(kept: list[Path], run_dir: Path) -> None:
+    from edgekd.core.library_output import library_lines
+    from edgekd.core.progress import EventLog
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    lines = library_lines(kept[0]) if kept else []
+    if lines:
+        EventLog(run_dir / "events.jsonl").emit("library_output", lines=lines)
+
+
+VERBOSE = "show other libraries' output (TensorFlow Lite, torchao, ...); else it goes to the run's events.jsonl"
 
 
 def _cmd_compile(a: argparse.Namespace) -> int:
@@ -19,18 +59,20 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     resume: bool | str | None = None
     if a.resume is not None:
         resume = True if a.resume == "latest" else a.resume
-    res = api.compile(
-        a.config,
-        target=a.target,
-        out=a.out,
-        resume=resume,
-        use_cache=not a.no_cache,
-        quiet=a.quiet,
-        overrides=a.set,
-        nproc=a.nproc,
-        device=a.device,
-        allow_code=not a.no_code,
-    )
+    with _libraries_quiet(a) as kept:
+        res = api.compile(
+            a.config,
+            target=a.target,
+            out=a.out,
+            resume=resume,
+            use_cache=not a.no_cache,
+            quiet=a.quiet,
+            overrides=a.set,
+            nproc=a.nproc,
+            device=a.device,
+            allow_code=not a.no_code,
+        )
+        _file_library_output(kept, res.run_dir)
     if a.json:
         print(json.dumps(res.result, indent=2))
     else:
@@ -45,7 +87,9 @@ def _cmd_compile(a: argparse.Namespace) -> int:
 def _cmd_search(a: argparse.Namespace) -> int:
     from edgekd import api
 
-    res = api.search(a.config, target=a.target, out=a.out, overrides=a.set, quiet=a.quiet, allow_code=not a.no_code)
+    with _libraries_quiet(a) as kept:
+        res = api.search(a.config, target=a.target, out=a.out, overrides=a.set, quiet=a.quiet, allow_code=not a.no_code)
+        _file_library_output(kept, res.run_dir)
     s = res.metrics["search"]
     if a.json:
         print(json.dumps(s, indent=2))
@@ -103,15 +147,16 @@ def _cmd_profile(a: argparse.Namespace) -> int:
         return 0
     if a.model is None:
         raise ConfigError("edgekd profile: give a model file, or --build-predictor", fix="edgekd profile model.onnx")
-    if a.predict:
-        d = api.predict(a.model, target=a.target, per_layer=a.per_layer or 5)
-        d["path"] = a.model
-    else:
-        (s,) = api.profile(
-            a.model, target=a.target, runs=a.runs, warmup=a.warmup, device=a.device, per_layer=a.per_layer,
-            threads=a.threads,
-        )  # fmt: skip
-        d = s.to_dict()
+    with _libraries_quiet(a):
+        if a.predict:
+            d = api.predict(a.model, target=a.target, per_layer=a.per_layer or 5)
+            d["path"] = a.model
+        else:
+            (s,) = api.profile(
+                a.model, target=a.target, runs=a.runs, warmup=a.warmup, device=a.device, per_layer=a.per_layer,
+                threads=a.threads,
+            )  # fmt: skip
+            d = s.to_dict()
     if a.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
@@ -181,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--json", action="store_true", help="print result.json instead of a summary")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    c.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
     c.add_argument(
         "--device",
         default=None,
@@ -197,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--json", action="store_true")
     s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
     s.add_argument("--no-code", action="store_true", help=NO_CODE)
     s.set_defaults(func=_cmd_search)
 
@@ -210,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--runs", type=int, default=None)
     pr.add_argument("--warmup", type=int, default=None)
     pr.add_argument("--json", action="store_true")
+    pr.add_argument("-v", "--verbose", action="store_true", help="show other libraries' output (TensorFlow Lite, ...)")
     pr.add_argument(
         "--device",
         default=None,

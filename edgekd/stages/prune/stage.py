@@ -28,6 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from edgekd.backends.base import BACKENDS
+from edgekd.core.progress import console
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section
 from edgekd.latency.in_process import quick_latency_ms
@@ -156,9 +157,10 @@ class Prune(Pass):
             history.append(rec)
             ctx.events.emit("prune_step", **rec)
             if not ctx.quiet:
-                print(
+                console.print(
                     f"  prune step {step}/{c.steps}: ratio {ratio:.2f}, params {rec['params']}, "
-                    f"MACs {rec['macs']}, val {rec['val_accuracy']:.2f}%"
+                    f"MACs {rec['macs']}, val {rec['val_accuracy']:.2f}%",
+                    markup=False,
                 )
             if rec["val_accuracy"] > best_any[1]["val_accuracy"] or best_any[1]["step"] == 0:
                 best_any = (copy.deepcopy(work), rec)
