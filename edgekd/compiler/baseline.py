@@ -1,6 +1,10 @@
-"""The implicit first pass: measure the teacher (and the student as given) before anything changes them."""
+"""The implicit first pass: measure the teacher (and the student as given) before anything changes them, and say
+which split the accuracy guard's reference comes from."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Context
@@ -23,6 +27,7 @@ class Baseline(Pass):
             "test_accuracy": accuracy(t, ctx.data.test),
             "val_accuracy": accuracy(t, ctx.data.val),
             "measured": f"PyTorch on host, test split ({len(ctx.data.test)} images)",
+            "val_split": val_split(ctx),
         }
         ctx.stages.append(
             {
@@ -44,3 +49,37 @@ class Baseline(Pass):
         ctx.metrics["data"] = ctx.data.describe()
         for n in ctx.data.notes:
             ctx.note(n)
+
+
+def val_split(ctx: Context) -> dict[str, Any]:
+    """The validation split (the accuracy guard's reference), and whether the teacher's record says it trained
+    without it: a ``<checkpoint>.json`` next to the checkpoint whose ``held_out.sha256`` names the split (as
+    examples/fashion-mnist/train_teacher.py writes). A record naming another split is noted: the reference may
+    then be inflated by images the teacher learned."""
+    split = ctx.data.val
+    out: dict[str, Any] = {
+        "images": len(split),
+        "val_fraction": ctx.config.data.val_fraction,
+        "seed": ctx.config.seed,
+        "sha256": split.sha256(),
+        "teacher_record": None,
+        "held_out_by_teacher": None,
+    }
+    ckpt = ctx.config.teacher.checkpoint
+    if ckpt is None or not len(split):
+        return out
+    record = (ckpt if ckpt.is_absolute() else ctx.config.base_dir / ckpt).with_suffix(".json")
+    try:
+        held = json.loads(record.read_text()).get("held_out") or {}
+    except (OSError, ValueError, AttributeError):
+        return out
+    out["teacher_record"] = str(record)
+    if "sha256" in held:
+        out["held_out_by_teacher"] = held["sha256"] == out["sha256"]
+        if not out["held_out_by_teacher"]:
+            ctx.note(
+                f"accuracy guard: {record.name} says the teacher was trained without another validation split "
+                f"than this compile's ({len(split)} images, data.val_fraction {ctx.config.data.val_fraction}, "
+                f"seed {ctx.config.seed}); if it trained on these images its reference accuracy is inflated"
+            )
+    return out

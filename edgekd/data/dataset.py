@@ -23,6 +23,14 @@ class Split:
     def take(self, n: int) -> Split:
         return Split(self.x[:n], self.y[:n])
 
+    def sha256(self) -> str:
+        """sha256 of the images and labels as used (after normalisation): names a split exactly."""
+        digest = hashlib.sha256()
+        for t in (self.x, self.y):
+            digest.update(str((tuple(t.shape), str(t.dtype))).encode())
+            digest.update(t.detach().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
 
 @dataclass
 class DataBundle:
@@ -52,9 +60,7 @@ class DataBundle:
         normalisation), so any change of the data, whatever its source, changes the compile's cache key."""
         digest = hashlib.sha256()
         for s in (self.train, self.val, self.test, self.calibration):
-            for t in (s.x, s.y):
-                digest.update(str((tuple(t.shape), str(t.dtype))).encode())
-                digest.update(t.detach().contiguous().numpy().tobytes())
+            digest.update(s.sha256().encode())
         return digest.hexdigest()
 
     def describe(self) -> dict[str, object]:

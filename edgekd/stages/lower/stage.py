@@ -162,6 +162,9 @@ class Lower(Pass):
             if c.evaluate:
                 art.info["accuracy"] = accuracy(ctx.path_of(art.name), x, ctx.data.test.y, threads, delegate)
                 art.info["accuracy_where"] = f"{runtime} on host, test split ({len(x)} images)"
+                if len(ctx.data.val):  # what constraints.max_accuracy_drop is judged on (never the test split)
+                    val = ctx.data.val
+                    art.info["accuracy_val"] = accuracy(ctx.path_of(art.name), val.x, val.y, threads, delegate)
             results[art.name] = {"parity": report.to_dict(), "accuracy": art.info.get("accuracy")}
             ctx.stages.append(
                 {

@@ -129,10 +129,35 @@ def _summary(r: dict[str, Any], arts: dict[str, Any], teacher: dict[str, Any], s
     items = []
     for name, c in r.get("constraints", {}).items():
         mark = {True: "met", False: "**NOT met**", None: "not checked (latency not measured on the target)"}[c["met"]]
-        items.append(f"constraint `{name}`: limit {c['limit']}, value {c['value']} ({c['artifact']}): {mark}")
+        where = ""
+        if "split" in c:  # max_accuracy_drop: the split that decided, and the test split's figure beside it
+            where = f", {c['split']} split" + (f"; test split {c['test_value']}" if c["split"] == "val" else "")
+        items.append(f"constraint `{name}`: limit {c['limit']}, value {c['value']} ({c['artifact']}{where}): {mark}")
+    guard = _guard_reference(r)
+    if guard:
+        items.append(guard)
     if items:
         sec.blocks.append(Bullets(items))
     return sec
+
+
+def _guard_reference(r: dict[str, Any]) -> str | None:
+    """Which split the accuracy guard's reference came from, and whether the teacher is known not to have seen it."""
+    acc = r.get("constraints", {}).get("max_accuracy_drop")
+    split = r.get("teacher", {}).get("val_split")
+    if acc is None or not split:
+        return None
+    text = (
+        f"the passes' accuracy guard compared validation accuracy: {split['images']} images held out of the "
+        f"training data (data.val_fraction {split['val_fraction']}, seed {split['seed']}), teacher "
+        f"{num(r['teacher'].get('val_accuracy'))}% there; the constraint above is judged on the same split"
+    )
+    held = split.get("held_out_by_teacher")
+    if held is True:
+        return text + f". The teacher's record ({split['teacher_record']}) says it never trained on these images."
+    if held is False:
+        return text + ". **The teacher's record names another held-out split**: the reference may be inflated."
+    return text + ". Nothing records whether the teacher trained on them; if it did, the reference is inflated."
 
 
 def _pass_by_pass(r: dict[str, Any], arts: dict[str, Any]) -> Section:

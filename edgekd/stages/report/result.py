@@ -56,12 +56,18 @@ def environment() -> dict[str, Any]:
 def _constraints(ctx: Context, student_best: dict[str, Any] | None) -> dict[str, Any]:
     c = ctx.config.constraints
     out: dict[str, Any] = {}
-    teacher_acc = ctx.metrics.get("teacher", {}).get("test_accuracy")
-    if c.max_accuracy_drop is not None and student_best and teacher_acc is not None:
-        drop = teacher_acc - (student_best.get("accuracy") or 0.0)
+    teacher = ctx.metrics.get("teacher", {})
+    if c.max_accuracy_drop is not None and student_best and teacher.get("test_accuracy") is not None:
+        # judged on the validation split, as the passes' guard is: the test split informs, it never decides
+        test_drop = teacher["test_accuracy"] - (student_best.get("accuracy") or 0.0)
+        val_t, val_s = teacher.get("val_accuracy"), student_best.get("accuracy_val")
+        on_val = val_t is not None and val_t == val_t and val_s is not None
+        drop = val_t - val_s if on_val else test_drop
         out["max_accuracy_drop"] = {
             "limit": c.max_accuracy_drop,
             "value": round(drop, 3),
+            "split": "val" if on_val else "test",
+            "test_value": round(test_drop, 3),
             "artifact": student_best["name"],
             "met": drop <= c.max_accuracy_drop,
         }
@@ -96,6 +102,7 @@ def deployable(ctx: Context) -> dict[str, Any] | None:
     return {
         "name": best.name,
         "accuracy": best.info.get("accuracy"),
+        "accuracy_val": best.info.get("accuracy_val"),
         "bytes": best.bytes,
         "p50": lat.get("p50_ms"),
         "on_target": lat.get("on_target"),
