@@ -23,6 +23,7 @@ from edgekd.compiler.plan import imported_code, load_model_config, plan, refuse_
 from edgekd.compiler.run_folder import RunLock, run_folder
 from edgekd.config.model import ModelConfig
 from edgekd.config.target import TargetConfig, list_targets, load_target, with_device
+from edgekd.core.code_path import importable_from
 from edgekd.core.errors import STORAGE_ERRNOS, ConfigError, EdgekdError, PipelineError, ProfilingError, storage_error
 from edgekd.core.progress import EventLog, console, notes_to
 from edgekd.data import load_data
@@ -77,6 +78,7 @@ def compile(
     cfg = config if isinstance(config, ModelConfig) else load_model_config(config, overrides)
     if not allow_code:
         refuse_code(cfg)
+    importable_from(cfg.base_dir)  # builders and data callables next to model.yaml
     if nproc is not None:
         if nproc < 1:
             raise PipelineError(f"--nproc {nproc}: must be >= 1", fix="give the number of training processes")

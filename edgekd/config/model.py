@@ -25,6 +25,10 @@ class ModelSpec(Strict):
         description="sizes of pruned layers ({module path: [in, out, groups] | [features] | [in, out]}), "
         "as written by the prune pass into student.pruned.json",
     )
+    output: int | str | None = Field(
+        default=None,
+        description="when forward returns a tuple/list (an index) or a dict/ModelOutput (a key): the logits in it",
+    )
 
     @field_validator("arch")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,15 +25,54 @@ def arch_problem(arch: str) -> str | None:
     )
 
 
+class Logits(nn.Module):
+    """A model whose forward returns a tuple, list, dict or ModelOutput, made to return the logits in it: the
+    element at ``output`` (``teacher.output`` / ``student.output`` in model.yaml). Its weights are ``model``'s."""
+
+    def __init__(self, model: nn.Module, output: int | str, key: str) -> None:
+        super().__init__()
+        self.model, self.output, self.key = model, output, key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pick_logits(self.model(x), self.output, self.key)
+
+
+def pick_logits(out: Any, output: int | str, key: str) -> torch.Tensor:
+    """The element ``output`` of a forward's result (index of a tuple/list, key of a dict/ModelOutput)."""
+    try:
+        if isinstance(output, int):
+            if not isinstance(out, tuple | list):
+                raise TypeError(f"forward returns a {type(out).__name__}, which takes a key, not an index")
+            value = out[output]
+        else:
+            value = out[output] if isinstance(out, dict) or hasattr(out, "keys") else getattr(out, output)
+    except (IndexError, KeyError, AttributeError, TypeError) as exc:
+        if hasattr(out, "keys"):
+            have = f"keys {', '.join(map(str, out.keys()))}"
+        else:
+            have = f"{len(out)} elements" if isinstance(out, tuple | list) else type(out).__name__
+        raise ModelError(
+            f"{key}.output {output!r}: not in what forward returns ({have}): {exc}",
+            fix=f"set {key}.output to an index of the tuple or a key of the dict that holds the logits",
+        ) from exc
+    if not isinstance(value, torch.Tensor):
+        raise ModelError(
+            f"{key}.output {output!r} is a {type(value).__name__}, not the logits tensor",
+            fix=f"set {key}.output to the element holding the [N, num_classes] logits",
+        )
+    return value
+
+
 def build(spec: ModelSpec, key: str) -> nn.Module:
-    """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors."""
+    """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors. With
+    ``spec.output`` the model is wrapped in :class:`Logits`."""
     try:
         model = zoo.build(spec.arch, spec.params)
         if spec.shapes:
             from edgekd.models.shapes import apply_shapes
 
             apply_shapes(model, spec.shapes)
-        return model
+        return model if spec.output is None else Logits(model, spec.output, key)
     except ImportError as exc:
         raise ModelError(
             f"{key}.arch: cannot import {spec.arch!r} ({exc})",
@@ -87,6 +127,10 @@ def load_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, path: Path, key: str) -> None:
+    """Load a checkpoint of the model as its builder makes it (inside a :class:`Logits` wrapper, when there is
+    one), refusing one that does not fit with the names and shapes that differ."""
+    if isinstance(model, Logits):
+        model = model.model
     state = load_state_dict(path, key)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -125,8 +169,9 @@ def check_input(model: nn.Module, input_shape: tuple[int, ...], num_classes: int
     if not isinstance(out, torch.Tensor):
         raise ModelError(
             f"{key} returns a {type(out).__name__} from forward, not a logits tensor of shape [N, {num_classes}]",
-            fix=f"give {key}.arch a builder whose model's forward returns the logits tensor (wrap the model in a "
-            "module that picks the logits out of the tuple or dict)",
+            fix=f"set {key}.output in model.yaml to the index (tuple) or key (dict, ModelOutput) of the logits"
+            + (f"; it returns {len(out)} elements" if isinstance(out, tuple | list) else "")
+            + (f"; its keys: {', '.join(map(str, out.keys()))}" if hasattr(out, "keys") else ""),
         )
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise ModelError(

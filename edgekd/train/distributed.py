@@ -120,7 +120,9 @@ def fit_distributed(
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, torch.get_num_threads() // nproc))}
         # PYTHONPATH so that the workers import this same edgekd (e.g. a source checkout)
         root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        from edgekd.core.code_path import ADDED  # and the model.yaml folder, for builders kept there
+
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH"), *ADDED) if p)
         with log.open("wb") as err:
             proc = subprocess.run(torchrun_command(nproc, folder), stderr=err, env=env, check=False)
         missing = [r for r in range(nproc) if not (folder / f"rank{r}.pt").exists()]

@@ -30,7 +30,7 @@ from edgekd.backends.parity import ParityReport, check_parity
 from edgekd.backends.tensorrt.lower import TensorrtConfig
 from edgekd.backends.tflite.lower import TfliteConfig, tflite_delegate
 from edgekd.config.target import Precision, TargetConfig
-from edgekd.core.errors import ConfigError
+from edgekd.core.errors import ConfigError, ModelError
 from edgekd.core.schema import Strict, did_you_mean
 from edgekd.document.model import Section
 from edgekd.models.count import count_macs, count_params
@@ -147,6 +147,7 @@ class Lower(Pass):
                 fix=f"key it by precision ({', '.join(PRECISIONS)}) or by one of: {', '.join(sorted(files))}",
             )
         held_out = x[: c.parity.samples]
+        _refuse_collapsed(ctx.student, held_out)
         threads = ctx.target.runtime.threads
         delegate = tflite_delegate(c, ctx.target)
         results = {}
@@ -207,3 +208,23 @@ class Lower(Pass):
         )
         report.raise_if_failed()
         return report
+
+
+def _refuse_collapsed(student: Any, x: Any) -> None:
+    """A student that gives the same logits for every input has collapsed (a broken initialisation, dead units,
+    a diverged training): its files would pass parity (they match it exactly) and be called deployable."""
+    import torch
+
+    if len(x) < 2:
+        return
+    student.eval()
+    with torch.no_grad():
+        out = student(x[: min(len(x), 64)])
+    spread = float((out - out[:1]).abs().max())
+    if spread < 1e-6 * max(1.0, float(out.abs().max())):
+        raise ModelError(
+            f"the student gives the same logits for every input (largest difference between {len(out)} test "
+            f"images: {spread:.2e}): it has collapsed and is not deployable",
+            fix="check the student's initialisation (init: inherit), learning rate and data normalisation; "
+            "distill it again",
+        )
