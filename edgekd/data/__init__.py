@@ -32,8 +32,8 @@ def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
                 f"but data.input_shape is {list(cfg.input_shape)}",
                 fix="set data.input_shape to the images' (C, H, W) or resize the data",
             )
-        if split == "train" and cfg.labels == "teacher" and len(y) and (y == -1).all():
-            continue  # unlabelled: the teacher labels it (DataBundle.label_with)
+        if cfg.labels == "teacher":
+            continue  # the teacher labels every split (DataBundle.label_with)
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{origin}: {split} labels are {y.dtype}, not integers", fix="store class indices 0..K-1")
         if y.min() < 0 or y.max() >= cfg.num_classes:
@@ -91,9 +91,14 @@ def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: i
         )
     elif cfg.test_limit:
         notes.append(f"data: accuracies are on the first {len(y_test)} test images (data.test_limit)")
-    unlabelled = bool(len(raw["y_train"]) and (raw["y_train"] == -1).all())
+    # labels: teacher labels every split alike (given labels, e.g. an image folder's index, are not used), so
+    # every accuracy is agreement with the teacher
+    unlabelled = cfg.labels == "teacher" or bool(len(raw["y_train"]) and (raw["y_train"] == -1).all())
     if unlabelled:
-        notes.append("data: the training images have no labels; the teacher's predictions label them")
+        notes.append(
+            "data: labels: teacher: the teacher's predictions label the training, validation and test images; "
+            "every accuracy reported is top-1 agreement with the teacher"
+        )
     train = split(raw["x_train"][train_idx], raw["y_train"][train_idx])
     val = split(raw["x_train"][val_idx], raw["y_train"][val_idx])
     return DataBundle(

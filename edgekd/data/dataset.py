@@ -49,8 +49,9 @@ class DataBundle:
     unlabelled: bool = False
 
     def label_with(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Give unlabelled training images (and their validation share) the labels ``predict`` returns."""
-        for s in (self.train, self.val, self.calibration):
+        """Give the training, validation, test and calibration images the labels ``predict`` returns (the teacher as
+        annotator: accuracies become agreement with it)."""
+        for s in (self.train, self.val, self.test, self.calibration):
             if len(s):
                 s.y = predict(s.x).argmax(1).to(torch.int64)
         self.unlabelled = False

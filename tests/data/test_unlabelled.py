@@ -60,3 +60,17 @@ def test_label_with_uses_the_teachers_argmax(tmp_path: Path) -> None:
 def test_missing_labels_need_labels_teacher(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing arrays y_train"):
         edgekd.compile(_config(tmp_path, None), out=tmp_path / "runs", quiet=True)
+
+
+def test_the_teacher_labels_the_test_split_too_and_the_report_says_so(tmp_path: Path) -> None:
+    """An image folder's index (or any given label) is not the teacher's class: with labels: teacher every split is
+    labelled by the teacher (before, validation and test kept the given labels and accuracies were meaningless)."""
+    with np.load(FASHION_MNIST_SUBSET) as f:  # given labels that are all wrong: a folder index of 0
+        np.savez(tmp_path / "folder.npz", x_train=f["x_train"][:400], y_train=np.zeros(400, np.int64),
+                 x_test=f["x_test"][:200], y_test=np.zeros(200, np.int64))  # fmt: skip
+    cfg = tiny_config(
+        tmp_path, data={"source": "npz", "path": "folder.npz", "labels": "teacher"}, passes=[{"report": {}}]
+    )
+    res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
+    assert res.metrics["teacher"]["test_accuracy"] == 100.0 and res.metrics["teacher"]["val_accuracy"] == 100.0
+    assert any("every accuracy reported is top-1 agreement with the teacher" in n for n in res.notes)
