@@ -11,31 +11,16 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one sample through Conv2d and Linear layers (the dominant cost of CNNs)."""
-    total = 0
+    """Multiply-accumulates of one sample through every operator torch's FLOP counter knows (convolutions of any
+    dimension and transposed, linear layers, matmul/bmm, attention): half its FLOPs. Element-wise operators
+    (activations, adds, normalisation) are not multiply-accumulates and are not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(m: nn.Conv2d, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        total += int(out[0].numel()) * k
-
-    def linear_hook(m: nn.Linear, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        total += int(out[0].numel()) * m.in_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, *input_shape))
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
-    return total
+    return int(counter.get_total_flops()) // 2

@@ -35,6 +35,25 @@ def test_macs_of_a_known_layer_stack() -> None:
     assert count_macs(net, (1, 8, 8)) == 4 * 8 * 8 * 9 + 256 * 10
 
 
+class _Attention(torch.nn.Module):
+    """A 1-D conv, then self-attention by matmul: operators the old Conv2d/Linear hooks did not count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 8, 3, padding=1)  # 16 positions x 8 channels x 3 taps
+        self.fc = torch.nn.Linear(8 * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x.flatten(2))  # (N, 8, 16)
+        a = torch.matmul(h.transpose(1, 2), h)  # (N, 16, 16): 16 x 16 x 8 MACs
+        h = torch.matmul(a, h.transpose(1, 2))  # (N, 16, 8): 16 x 8 x 16 MACs
+        return self.fc(h.flatten(1))
+
+
+def test_macs_count_every_operator_with_multiply_accumulates() -> None:
+    assert count_macs(_Attention(), (1, 4, 4)) == 16 * 8 * 3 + 16 * 16 * 8 + 16 * 8 * 16 + 128 * 10
+
+
 def test_checkpoint_shape_mismatch_is_explained(tmp_path: Path) -> None:
     torch.save(zoo.build("resnet", {"depth": 8, "width": 8}).state_dict(), tmp_path / "t.pt")
     model = zoo.build("resnet", {"depth": 8, "width": 16})
