@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edgekd.core.schema import Strict
 
 
+class Taps(Strict):
+    """Modules that hold a classifier's parts, when forward hooks should not guess them (edgekd.models.taps)."""
+
+    features: str | None = Field(default=None, description="module whose output is the map before pooling")
+    classifier: str | None = Field(default=None, description="the nn.Linear that gives the logits")
+
+
 class ModelSpec(Strict):
     """An architecture from the zoo (``arch`` + ``params``), optionally with trained weights."""
 
@@ -29,6 +36,7 @@ class ModelSpec(Strict):
         default=None,
         description="when forward returns a tuple/list (an index) or a dict/ModelOutput (a key): the logits in it",
     )
+    taps: Taps | None = Field(default=None, description="name the feature map and classifier modules")
 
     @field_validator("arch")
     @classmethod

@@ -13,6 +13,7 @@ from edgekd.config.model import ModelSpec
 from edgekd.core.errors import ModelError
 from edgekd.core.schema import did_you_mean
 from edgekd.models import zoo
+from edgekd.models.taps import NAMED
 
 
 def arch_problem(arch: str) -> str | None:
@@ -72,7 +73,13 @@ def build(spec: ModelSpec, key: str) -> nn.Module:
             from edgekd.models.shapes import apply_shapes
 
             apply_shapes(model, spec.shapes)
-        return model if spec.output is None else Logits(model, spec.output, key)
+        if spec.taps is not None:  # read by edgekd.models.taps (paths inside a Logits wrapper get its prefix)
+            prefix = "" if spec.output is None else "model."
+            named = {k: prefix + v for k, v in spec.taps.model_dump(exclude_none=True).items()}
+        model = model if spec.output is None else Logits(model, spec.output, key)
+        if spec.taps is not None:
+            setattr(model, NAMED, named)
+        return model
     except ImportError as exc:
         raise ModelError(
             f"{key}.arch: cannot import {spec.arch!r} ({exc})",

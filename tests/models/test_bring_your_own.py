@@ -14,7 +14,7 @@ import edgekd
 from edgekd.core.errors import ModelError
 from tests.helpers import write_config
 
-BUILDERS = '''
+BUILDERS = """
 import torch
 from torch import nn
 
@@ -40,7 +40,7 @@ class Net(nn.Module):
 
 def cnn(**kw):
     return Net(**kw)
-'''
+"""
 
 PASSES = [{"lower": {"parity": {"samples": 16, "min_top1": 1.0, "min_cosine": 0.01}}}, {"report": {}}]
 
@@ -91,3 +91,32 @@ def test_a_collapsed_student_is_refused_before_it_is_called_deployable(tmp_path:
     with pytest.raises(ModelError, match="same logits for every input"):
         edgekd.compile(path, out=tmp_path / "runs", quiet=True)
     assert not list((tmp_path / "runs").glob("byom-*/result.json"))
+
+
+def test_taps_named_in_model_yaml_reach_the_model() -> None:
+    from edgekd.config.model import ModelSpec
+    from edgekd.models.build import build
+    from edgekd.models.taps import NAMED
+
+    spec = ModelSpec(arch="resnet", params={"depth": 8, "width": 4}, taps={"features": "layer2", "classifier": "fc"})
+    assert getattr(build(spec, "teacher"), NAMED) == {"features": "layer2", "classifier": "fc"}
+    wrapped = ModelSpec(arch="resnet", output=0, taps={"classifier": "fc"})
+    assert getattr(build(wrapped, "teacher"), NAMED) == {"classifier": "model.fc"}
+
+
+def test_a_search_runs_with_a_user_cnn_teacher(tmp_path: Path) -> None:
+    """Before: 'teacher Net has no features(x) method and fc classifier — search spaces use zoo architectures'."""
+    (tmp_path / "byom_search.py").write_text(textwrap.dedent(BUILDERS))
+    search = {
+        "space": {"blocks": [[1], [1], [1]], "widths": [[4, 8], [8], [16]], "kernel": [3]},
+        "population": 2, "sample": 2, "iterations": 2, "batches": 1, "batch_size": 16, "budget": {"params": 30000},
+    }  # fmt: skip
+    cfg = {
+        "name": "byom-search",
+        "teacher": {"arch": "byom_search:cnn", "params": {"returns": "plain"}},
+        "data": {"source": "fashion-mnist", "subset": True, "train_limit": 256, "test_limit": 64},
+        "calibration": {"samples": 16},
+        "passes": [{"search": search}, {"report": {}}],
+    }
+    res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
+    assert res.metrics["search"]["proxy"] == "diswot" and res.metrics["search"]["chosen"]

@@ -17,8 +17,8 @@ the score's seed, so for one seed every candidate is compared with the *same* ra
 the teacher's statistics are computed once per batch and seed, not once per candidate). Averaging
 over several batches and seeds is the caller's job (the search pass and the benchmarks do it).
 
-Baselines, same interface: params, macs, grad_norm, snip, synflow, naswot, zen. Models follow the
-zoo protocol: ``features(x)`` returns the map before pooling and ``fc`` is the classifier.
+Baselines, same interface: params, macs, grad_norm, snip, synflow, naswot, zen. The classifier and the map before
+pooling are found by forward hooks (:mod:`edgekd.models.taps`): any classifier works as teacher or candidate.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.core.errors import ModelError
 from edgekd.models.count import count_macs, count_params
+from edgekd.models.taps import run_tapped
 
 
 @dataclass(eq=False)
@@ -46,14 +46,6 @@ class ProbeBatch:
     teacher_stats: dict[tuple[int, int], tuple[Any, torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False
     )
-
-
-def _check_protocol(model: nn.Module, what: str) -> None:
-    if not hasattr(model, "features") or not isinstance(getattr(model, "fc", None), nn.Linear):
-        raise ModelError(
-            f"{what} {type(model).__name__} has no features(x) method and fc classifier",
-            fix="search spaces use zoo architectures (e.g. resnet, mobilenet), which provide both",
-        )
 
 
 @torch.no_grad()
@@ -71,26 +63,28 @@ def gaussian_init(model: nn.Module, generator: torch.Generator | None = None) ->
 
 
 @torch.no_grad()
-def _fc_grad_and_features(model: nn.Module, batch: ProbeBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """g = dCE/dW_fc and the flattened pre-pooling features, from one forward pass (BN in training mode).
+def _fc_grad_and_features(
+    model: nn.Module, batch: ProbeBatch, what: str = "model"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """g = dCE/dW_fc and the flattened pre-pooling features, from one forward pass (BN in training mode); the
+    classifier and the feature map are found by forward hooks (:mod:`edgekd.models.taps`), so any model works.
 
     For logits z = W f + b and the mean cross-entropy, dCE/dW = (softmax(z) - onehot(y))^T f / N exactly,
     so no backward pass through the network is needed (``fc_grad_autograd`` is the reference)."""
     model.train()
-    feats = model.features(batch.x)  # type: ignore[operator]
-    pooled = feats.flatten(2).mean(2)
-    logits = model.fc(pooled)  # type: ignore[operator]
-    err = torch.softmax(logits, 1) - F.one_hot(batch.y, logits.shape[1]).to(logits.dtype)
-    return err.T @ pooled / len(batch.y), feats.flatten(1)
+    t = run_tapped(model, batch.x, what)
+    err = torch.softmax(t.logits, 1) - F.one_hot(batch.y, t.logits.shape[1]).to(t.logits.dtype)
+    return err.T @ t.pooled / len(batch.y), t.features.flatten(1)
 
 
 def fc_grad_autograd(model: nn.Module, batch: ProbeBatch) -> torch.Tensor:
     """dCE/dW_fc by ``CE(logits, y).backward()``, as the paper writes it (tests compare the closed form with it)."""
     model.train()
     model.zero_grad(set_to_none=True)
-    logits = model.fc(model.features(batch.x).flatten(2).mean(2))  # type: ignore[operator]
-    F.cross_entropy(logits, batch.y).backward()
-    return model.fc.weight.grad.detach().clone()  # type: ignore[union-attr]
+    t = run_tapped(model, batch.x)
+    F.cross_entropy(t.logits, batch.y).backward()
+    assert t.classifier.weight.grad is not None
+    return t.classifier.weight.grad.detach().clone()
 
 
 def _row_normalise(m: torch.Tensor) -> torch.Tensor:
@@ -101,12 +95,13 @@ def _row_normalise(m: torch.Tensor) -> torch.Tensor:
 TEACHER_SEED_OFFSET = 1 << 20
 
 
-def diswot_stats(model: nn.Module, batch: ProbeBatch, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def diswot_stats(
+    model: nn.Module, batch: ProbeBatch, seed: int, what: str = "model"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(g, A) of a freshly (gaussian, ``seed``) initialised copy: dCE/dW_fc (K x C) and the flattened
     pre-pooling features (N x D). The model passed in is not changed."""
-    _check_protocol(model, "model")
     g = torch.Generator().manual_seed(seed)
-    return _fc_grad_and_features(gaussian_init(copy.deepcopy(model), g), batch)
+    return _fc_grad_and_features(gaussian_init(copy.deepcopy(model), g), batch, what)
 
 
 def teacher_stats(teacher: nn.Module, batch: ProbeBatch, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,16 +111,14 @@ def teacher_stats(teacher: nn.Module, batch: ProbeBatch, seed: int) -> tuple[tor
     hit = batch.teacher_stats.get(key)
     if hit is not None and hit[0]() is teacher:
         return hit[1], hit[2]
-    _check_protocol(teacher, "teacher")
-    g_t, a_t = diswot_stats(teacher, batch, seed + TEACHER_SEED_OFFSET)
+    g_t, a_t = diswot_stats(teacher, batch, seed + TEACHER_SEED_OFFSET, "teacher")
     batch.teacher_stats[key] = (weakref.ref(teacher), g_t, a_t)
     return g_t, a_t
 
 
 def diswot_distances(student: nn.Module, teacher: nn.Module, batch: ProbeBatch, seed: int = 0) -> tuple[float, float]:
     """(M_s, M_r) of freshly (gaussian) initialised copies; the models passed in are not changed."""
-    _check_protocol(student, "student")
-    g_s, a_s = diswot_stats(student, batch, seed)
+    g_s, a_s = diswot_stats(student, batch, seed, "student")
     g_t, a_t = teacher_stats(teacher, batch, seed)
     return semantic_distance(g_s, g_t), relation_distance(a_s, a_t)
 
@@ -229,7 +222,6 @@ def naswot(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None
 def zen(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, alpha: float = 0.01) -> float:
     """Zen-score (Lin et al. 2021): log E||f(x) - f(x + alpha eps)|| + sum over BN of log sqrt(mean var),
     gaussian init, Gaussian inputs, BN statistics of the batch."""
-    _check_protocol(model, "candidate")
     m = gaussian_init(copy.deepcopy(model)).train()
     for bn in m.modules():
         if isinstance(bn, nn.BatchNorm2d):
@@ -238,7 +230,8 @@ def zen(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, a
     x = torch.randn(batch.x.shape, generator=g)
     eps = torch.randn(batch.x.shape, generator=g)
     with torch.no_grad():
-        delta = (m.features(x) - m.features(x + alpha * eps)).abs().sum((1, 2, 3)).mean()  # type: ignore[operator]
+        f, f_eps = run_tapped(m, x, "candidate").features, run_tapped(m, x + alpha * eps, "candidate").features
+        delta = (f - f_eps).abs().sum((1, 2, 3)).mean()
         log_bn = sum(
             torch.log(torch.sqrt(bn.running_var.mean())) for bn in m.modules() if isinstance(bn, nn.BatchNorm2d)
         )

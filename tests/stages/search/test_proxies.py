@@ -94,10 +94,64 @@ def test_every_proxy_is_registered() -> None:
     assert set(PROXIES) == {"diswot", "params", "macs", "grad_norm", "snip", "synflow", "naswot", "zen"}
 
 
-def test_models_without_the_zoo_protocol_are_refused(batch: ProbeBatch) -> None:
+def test_a_model_without_a_feature_map_is_refused_with_how_to_name_it(batch: ProbeBatch) -> None:
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    with pytest.raises(ModelError, match="no features"):
+    with pytest.raises(ModelError, match=r"no feature map \(N, C, H, W\) before its classifier '1'") as err:
         score("zen", plain, batch)
+    assert "taps.features" in (err.value.fix or "")
+
+
+class UserCNN(torch.nn.Module):
+    """A new user's digit classifier: two Sequentials, no features() method, no fc attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
+        )  # fmt: skip
+        self.classifier = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(16 * 14 * 14, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def test_a_user_cnn_is_a_diswot_teacher(batch: ProbeBatch) -> None:
+    """Before: 'teacher UserCNN has no features(x) method and fc classifier'. The taps are found by hooks: the
+    classifier is the last Linear, the feature map the last (N, C, H, W) output before it."""
+    from edgekd.models.taps import run_tapped
+
+    teacher = UserCNN()
+    t = run_tapped(teacher, batch.x)
+    assert t.classifier is teacher.classifier[3] and t.features.shape[1:] == (16, 14, 14)
+    assert t.pooled.shape[1] == 32  # the classifier's own input
+    a, b = score("diswot", net(), batch, teacher, seed=1), score("diswot", net(), batch, teacher, seed=1)
+    assert math.isfinite(a) and a == b
+
+
+def test_taps_of_a_zoo_model_are_its_features_and_fc(batch: ProbeBatch) -> None:
+    from edgekd.models.taps import run_tapped
+
+    model = net().eval()
+    with torch.no_grad():
+        t = run_tapped(model, batch.x)
+        assert t.classifier is model.fc and torch.equal(t.features, model.features(batch.x))
+
+
+def test_named_taps_override_and_a_wrong_name_lists_modules(batch: ProbeBatch) -> None:
+    from edgekd.models.taps import NAMED, run_tapped
+
+    teacher = UserCNN()
+    setattr(teacher, NAMED, {"features": "features.1", "classifier": "classifier.3"})
+    with torch.no_grad():
+        t = run_tapped(teacher, batch.x)
+    assert t.features.shape[1:] == (8, 28, 28)  # the first ReLU's map, as named
+    setattr(teacher, NAMED, {"features": "feature"})
+    with pytest.raises(ModelError, match=r"taps\.features: 'feature' is not a module of UserCNN") as err:
+        run_tapped(teacher, batch.x, "teacher")
+    assert "features" in (err.value.fix or "")
 
 
 def test_semantic_distance_pooled_variant_by_hand() -> None:
