@@ -13,12 +13,15 @@ STARTER = """\
 # Relative paths are read from the folder of this file.
 name: my-model
 
-# The trained model to compress. arch names a zoo architecture (edgekd.models.zoo.names()),
-# params are its builder's arguments; checkpoint is a state_dict (torch.save(model.state_dict())).
+# The trained model to compress. arch names a zoo architecture (edgekd.models.zoo.names()) or your
+# own builder "mymodels:build" (mymodels.py may sit next to this file); params are its arguments;
+# checkpoint is a state_dict (torch.save(model.state_dict())).
 teacher:
   arch: resnet
   params: {depth: 20, width: 32, in_channels: 1, num_classes: 10}
   checkpoint: {checkpoint}
+  # output: logits           # forward returns a tuple/dict: the index or key of the logits
+  # taps: {features: layer3, classifier: fc}   # only if the hooks' guess (last Linear, map before pooling) is wrong
 
 # The smaller model to train from the teacher; a search pass (below, commented out) picks one instead.
 student:
@@ -36,6 +39,11 @@ data:
   num_classes: 10
   val_fraction: 0.1          # held out of train for checkpoint selection and the accuracy guard
   # train_limit: 20000       # train on the first N images only (quick runs)
+  # normalize:               # per-channel mean/std of [0,1] pixels; default: Fashion-MNIST's, or computed from
+  #                          # the training split. ImageNet-pretrained teachers need ImageNet's:
+  #   mean: [0.485, 0.456, 0.406]
+  #   std: [0.229, 0.224, 0.225]
+  # labels: teacher          # unlabelled images: the teacher labels every split (accuracy = agreement with it)
 
 # INT8 calibration images, taken from the training split (never the test split).
 calibration:
