@@ -7,11 +7,13 @@ total is the sum of the terms, so a diverging run can name the term that explode
 from __future__ import annotations
 
 import copy
+import io
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -104,10 +106,14 @@ def train(
     progress: ProgressSink | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     extra_params: list[nn.Parameter] | None = None,
+    resume: Path | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy.
 
-    ``extra_params`` (e.g. FitNets regressors) are optimised with the model but not part of it.
+    ``extra_params`` (e.g. FitNets regressors) are optimised with the model but not part of it. ``resume``: a file
+    where the whole training state (weights, optimizer, schedule, random generators, history) is written after
+    every epoch; when it exists, training continues from it, exactly as if it had not stopped (same settings
+    required). Long trainings survive a crash or a new machine this way.
     """
     if len(data) == 0:
         raise TrainingError("the training split is empty", fix="check data.* in model.yaml (fraction, limits, path)")
@@ -142,7 +148,11 @@ def train(
     history = TrainHistory()
     best_state = copy.deepcopy(model.state_dict())
     start = time.perf_counter()
-    for epoch in range(settings.epochs):
+    first = 0
+    if resume is not None and resume.is_file():
+        first, best_state, done_seconds = _load_state(resume, settings, model, opt, sched, gen, history)
+        start -= done_seconds
+    for epoch in range(first, settings.epochs):
         model.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -194,6 +204,8 @@ def train(
             history.best_epoch = epoch + 1
             best_state = copy.deepcopy(model.state_dict())
         history.epochs.append(record)
+        if resume is not None and rank == 0:
+            _save_state(resume, epoch + 1, settings, model, opt, sched, gen, history, best_state, start)
         progress.finish(**{k: v for k, v in record.items() if k != "epoch"})
         if on_epoch:
             on_epoch(record)
@@ -208,6 +220,54 @@ def train(
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _save_state(
+    path: Path, epochs_done: int, settings: TrainSettings, model: nn.Module, opt: Any, sched: Any,
+    gen: torch.Generator, history: TrainHistory, best_state: dict[str, Any], start: float,
+) -> None:  # fmt: skip
+    from edgekd.core.artifacts import atomic_write_bytes
+
+    state = {
+        "epochs_done": epochs_done,
+        "settings": dict(settings.__dict__),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": {
+            "epochs": history.epochs,
+            "best_epoch": history.best_epoch,
+            "best_val_accuracy": history.best_val_accuracy,
+        },
+        "best_state": best_state,
+        "seconds": time.perf_counter() - start,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_state(
+    path: Path, settings: TrainSettings, model: nn.Module, opt: Any, sched: Any, gen: torch.Generator,
+    history: TrainHistory,
+) -> tuple[int, dict[str, Any], float]:  # fmt: skip
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["settings"] != dict(settings.__dict__):
+        raise TrainingError(
+            f"{path}: the saved training ran with other settings ({state['settings']}), not {settings.__dict__}",
+            fix=f"give the same settings to continue it, or delete {path} to start again",
+        )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    history.epochs = list(state["history"]["epochs"])
+    history.best_epoch = state["history"]["best_epoch"]
+    history.best_val_accuracy = state["history"]["best_val_accuracy"]
+    return int(state["epochs_done"]), state["best_state"], float(state["seconds"])
 
 
 _MEMO: dict[tuple[str, str], torch.Tensor] = {}
