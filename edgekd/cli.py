@@ -15,6 +15,9 @@ from pathlib import Path
 from edgekd._version import __version__
 from edgekd.core.errors import EdgekdError
 
+#: files holding other libraries' output of a command that failed (kept, named after the error)
+_FAILED_LOGS: list[Path] = []
+
 
 @contextlib.contextmanager
 def _libraries_quiet(a: argparse.Namespace) -> Iterator[list[Path]]:
@@ -33,7 +36,7 @@ def _libraries_quiet(a: argparse.Namespace) -> Iterator[list[Path]]:
             yield kept
     except BaseException:
         if kept and kept[0].stat().st_size:
-            print(f"(output of other libraries during this command: {kept[0]})", file=sys.stderr)
+            _FAILED_LOGS.append(kept[0])  # named after the error (main): the error comes first
         raise
     else:
         kept[0].unlink(missing_ok=True)
@@ -297,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except EdgekdError as exc:
         print(f"error [{type(exc).__name__}]: {exc}", file=sys.stderr)
+        for log in _FAILED_LOGS:
+            print(f"(output of other libraries during this command: {log})", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; finished passes are cached: re-run with --resume", file=sys.stderr)

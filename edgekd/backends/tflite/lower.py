@@ -35,6 +35,7 @@ from edgekd.backends.base import QuantScheme
 from edgekd.config.target import Precision, TargetConfig
 from edgekd.core.artifacts import atomic_writer
 from edgekd.core.errors import BackendUnavailable, ExportError
+from edgekd.core.library_output import library_lines, library_output_captured
 from edgekd.core.optional import require
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section, Text
@@ -63,31 +64,18 @@ def import_quantizer() -> Any:
 @contextlib.contextmanager
 def captured_output() -> Iterator[list[str]]:
     """Send this process's stdout and stderr (file descriptors included: the converters log from C++) to a
-    temporary file; the yielded list receives the captured text when the block ends."""
+    temporary file, warnings off; the yielded list receives the captured lines when the block ends."""
     lines: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        import sys
-
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield lines
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            sink.seek(0)
-            lines.extend(sink.read().decode(errors="replace").splitlines())
+    captured: list[Path] = []
+    try:
+        with library_output_captured() as path, warnings.catch_warnings():
+            captured.append(path)
+            warnings.simplefilter("ignore")
+            yield lines
+    finally:  # read once the descriptors are back and flushed, also when the block failed
+        for path in captured:
+            lines.extend(library_lines(path))
+            path.unlink(missing_ok=True)
 
 
 class _ChannelsFirst(nn.Module):
