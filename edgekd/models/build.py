@@ -38,6 +38,13 @@ class Logits(nn.Module):
         return pick_logits(self.model(x), self.output, self.key)
 
 
+def returned(out: Any) -> str:
+    """What a forward returned, for error messages: its keys, its number of elements, or its type."""
+    if hasattr(out, "keys"):
+        return f"keys {', '.join(map(str, out.keys()))}"
+    return f"{len(out)} elements" if isinstance(out, tuple | list) else type(out).__name__
+
+
 def pick_logits(out: Any, output: int | str, key: str) -> torch.Tensor:
     """The element ``output`` of a forward's result (index of a tuple/list, key of a dict/ModelOutput)."""
     try:
@@ -48,12 +55,8 @@ def pick_logits(out: Any, output: int | str, key: str) -> torch.Tensor:
         else:
             value = out[output] if isinstance(out, dict) or hasattr(out, "keys") else getattr(out, output)
     except (IndexError, KeyError, AttributeError, TypeError) as exc:
-        if hasattr(out, "keys"):
-            have = f"keys {', '.join(map(str, out.keys()))}"
-        else:
-            have = f"{len(out)} elements" if isinstance(out, tuple | list) else type(out).__name__
         raise ModelError(
-            f"{key}.output {output!r}: not in what forward returns ({have}): {exc}",
+            f"{key}.output {output!r}: not in what forward returns ({returned(out)}): {exc}",
             fix=f"set {key}.output to an index of the tuple or a key of the dict that holds the logits",
         ) from exc
     if not isinstance(value, torch.Tensor):
@@ -176,9 +179,8 @@ def check_input(model: nn.Module, input_shape: tuple[int, ...], num_classes: int
     if not isinstance(out, torch.Tensor):
         raise ModelError(
             f"{key} returns a {type(out).__name__} from forward, not a logits tensor of shape [N, {num_classes}]",
-            fix=f"set {key}.output in model.yaml to the index (tuple) or key (dict, ModelOutput) of the logits"
-            + (f"; it returns {len(out)} elements" if isinstance(out, tuple | list) else "")
-            + (f"; its keys: {', '.join(map(str, out.keys()))}" if hasattr(out, "keys") else ""),
+            fix=f"set {key}.output in model.yaml to the index (tuple) or key (dict, ModelOutput) of the logits; "
+            f"it returns {returned(out)}",
         )
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise ModelError(
