@@ -116,11 +116,9 @@ class ActFakeQuant(nn.Module):
 
 def fake_quant_weight(w: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
     """Symmetric int8 fake quantization on [-127, 127], scale max|w| / 127 per output channel (or per tensor)."""
+    scale = _weight_scale(w, per_channel)
     if not per_channel:
-        scale = (w.detach().abs().max() / 127.0).clamp(min=1e-12)
-        return torch.fake_quantize_per_tensor_affine(w, scale, torch.tensor(0, dtype=torch.int32), -127, 127)
-    absmax = w.detach().abs().reshape(w.shape[0], -1).amax(1)
-    scale = (absmax / 127.0).clamp(min=1e-12)
+        return torch.fake_quantize_per_tensor_affine(w, scale[0], torch.tensor(0, dtype=torch.int32), -127, 127)
     zero = torch.zeros(w.shape[0], dtype=torch.int32)
     return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
@@ -332,13 +330,12 @@ def simulate(
             src = node.args[0]
             if isinstance(src, fx.Node) and src.op == "call_module" and str(src.target).startswith("edgekd_act_"):
                 quantizers[node.name].share(gm.get_submodule(str(src.target)))  # type: ignore[arg-type]
-    by_name = {n.name: n for n in graph.nodes}
     for node in graph.nodes:
         if node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), _Weighted):
             arg = node.args[0]
             if isinstance(arg, fx.Node) and arg.op == "call_module" and str(arg.target).startswith("edgekd_act_"):
                 object.__setattr__(gm.get_submodule(str(node.target)), "input_quant", gm.get_submodule(str(arg.target)))
-    float_ops = [n.name for n in graph.nodes if kinds.get(n) == "float" and n.name in by_name]
+    float_ops = [n.name for n in graph.nodes if kinds.get(n) == "float"]
     graph.lint()
     gm.recompile()
     gm.train(was)
