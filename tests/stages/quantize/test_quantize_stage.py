@@ -36,7 +36,10 @@ def test_qat_kd_int8_runs_in_ort_and_records_the_precision_table(tmp_path: Path)
     deployed = qat["deployed"]
     assert deployed["compared"] and deployed["split"] == "val"
     assert deployed["vs_qdq_graph"]["top1_agreement"] >= 99.0
-    assert deployed["vs_qdq_graph"]["mean_abs_logit_diff"] <= deployed["vs_deployed"]["mean_abs_logit_diff"] + 1e-6
+    # the QDQ graph run as written; ONNX Runtime's fused kernels are as close on AVX-512 VNNI (measured 0.0) and
+    # farther on AVX2, whose u8s8 kernels saturate (the benchmark's ~1 step)
+    assert deployed["vs_qdq_graph"]["mean_abs_logit_diff"] < 0.05
+    assert deployed["vs_deployed"]["top1_agreement"] >= 95.0
     assert "QAT (1 epoch(s), KD from the teacher) simulated ONNX Runtime QDQ" in res.report_path.read_text()
 
 
