@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from edgekd._version import __version__
 from edgekd.backends.base import library_versions, runs_here
@@ -24,6 +25,7 @@ from edgekd.compiler.run_folder import RunLock, run_folder
 from edgekd.config.model import ModelConfig
 from edgekd.config.target import TargetConfig, list_targets, load_target, with_device
 from edgekd.core.code_path import importable_from
+from edgekd.core.device import check_amp, describe, on_device, resolve_device
 from edgekd.core.errors import STORAGE_ERRNOS, ConfigError, EdgekdError, PipelineError, ProfilingError, storage_error
 from edgekd.core.progress import EventLog, console, notes_to
 from edgekd.data import load_data
@@ -62,6 +64,9 @@ def compile(
     nproc: int | None = None,
     device: str | None = None,
     allow_code: bool = True,
+    nnodes: int | None = None,
+    node_rank: int | None = None,
+    rdzv_endpoint: str | None = None,
 ) -> CompileResult:
     """Validate everything, then run the passes of ``config`` for ``target`` into ``out/<run-id>/``.
 
@@ -69,7 +74,9 @@ def compile(
     are restored from ``out/.cache`` after their files' sha256 are verified. ``use_cache=False``
     recomputes every pass (results are still cached for a later ``resume``). ``overrides`` are
     ``KEY=VALUE`` strings applied to the YAML before validation (``edgekd compile --set``).
-    ``nproc`` runs every distill pass data-parallel in that many processes (``--nproc``).
+    ``nproc`` runs every distill pass data-parallel in that many processes (``--nproc``); ``nnodes``,
+    ``node_rank`` and ``rdzv_endpoint`` join that many machines, each running this compile (torchrun's flags).
+    Training runs where model.yaml's ``device`` says (``auto``: a CUDA GPU when PyTorch sees one).
     ``device="user@host[:port]"`` measures latency on that device over SSH (the target's other device
     settings are kept). ``allow_code=False`` (``--no-code``) refuses a config that names Python code outside
     edgekd (``arch: "module:function"``, ``data.callable``) before importing anything of it; a config that names
@@ -79,12 +86,12 @@ def compile(
     if not allow_code:
         refuse_code(cfg)
     importable_from(cfg.base_dir)  # builders and data callables next to model.yaml
-    if nproc is not None:
-        if nproc < 1:
-            raise PipelineError(f"--nproc {nproc}: must be >= 1", fix="give the number of training processes")
-        for entry in cfg.passes:  # every pass that trains data-parallel (distill)
-            if "nproc" in type(entry.config).model_fields:
-                entry.config.nproc = nproc
+    if nproc is not None and nproc < 1:
+        raise PipelineError(f"--nproc {nproc}: must be >= 1", fix="give the number of training processes")
+    scale_out = {"nproc": nproc, "nnodes": nnodes, "node_rank": node_rank, "rdzv_endpoint": rdzv_endpoint}
+    data_parallel(cfg, {k: v for k, v in scale_out.items() if v is not None})
+    train_device = resolve_device(cfg.device)
+    check_amp(None if cfg.amp == "none" else cfg.amp, train_device)
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
     if device:
         tgt = with_device(tgt, device)
@@ -109,7 +116,7 @@ def compile(
         p.check_target(f"passes[{i}].{p.name}", tgt)
     data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
     if data.unlabelled:  # teacher as annotator
-        with torch.no_grad():
+        with torch.no_grad(), on_device(teacher, train_device):
             data.label_with(lambda x: predict_logits(teacher, x))
 
     code = imported_code(cfg)
@@ -136,10 +143,15 @@ def compile(
             student_spec=cfg.student,
             events=events,
             quiet=quiet,
+            train_device=str(train_device),
+            amp=None if cfg.amp == "none" else cfg.amp,
             capabilities={"teacher", "data"} | ({"student"} if student is not None else set()),
         )
         ctx.metrics["code"] = code
-        key = input_key(cfg, tgt, code, data.content_sha256(), library_versions())
+        # where training ran changes its numbers: the resolved device (not "auto") is an input
+        key = input_key(
+            cfg, tgt, code, data.content_sha256(), {**library_versions(), "train_device": describe(train_device)}
+        )
         manager = PassManager(passes, Cache(out / ".cache", read=use_cache), key)
         try:
             with notes_to(ctx.note):  # backend code without the Context can add report notes (run_note)
@@ -166,6 +178,25 @@ def compile(
         manifest_path=run_dir / "manifest.json",
         notes=ctx.notes,
     )
+
+
+def data_parallel(cfg: ModelConfig, settings: dict[str, Any]) -> None:
+    """Set ``settings`` (nproc, nnodes, node_rank, rdzv_endpoint: the command line's) on every pass that trains
+    data-parallel (distill), validated as if model.yaml had said them."""
+    if not settings:
+        return
+    for i, entry in enumerate(cfg.passes):
+        fields = type(entry.config).model_fields
+        if not all(k in fields for k in settings):
+            continue
+        try:
+            entry.config = type(entry.config).model_validate({**entry.config.model_dump(), **settings})
+        except ValidationError as exc:
+            flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+            problems = [f"passes[{i}].{entry.name}: {e['msg']}" for e in exc.errors()]
+            raise ConfigError(
+                f"{flags}: " + "; ".join(problems), fix="see edgekd compile --help", problems=problems
+            ) from None
 
 
 def search(

@@ -72,6 +72,9 @@ def _cmd_compile(a: argparse.Namespace) -> int:
             quiet=a.quiet,
             overrides=a.set,
             nproc=a.nproc,
+            nnodes=a.nnodes,
+            node_rank=a.node_rank,
+            rdzv_endpoint=a.rdzv_endpoint,
             device=a.device,
             allow_code=not a.no_code,
         )
@@ -218,7 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="run distill data-parallel in N processes (DistributedDataParallel; gloo on CPU)",
+        help="run distill data-parallel in N processes on this machine (DistributedDataParallel: one GPU each "
+        "with nccl when device is CUDA, CPU processes with gloo otherwise)",
+    )
+    c.add_argument(
+        "--nnodes", type=int, default=None, metavar="M", help="distill on M machines, each running this command"
+    )
+    c.add_argument("--node-rank", type=int, default=None, metavar="R", help="this machine's index, 0 ... M-1")
+    c.add_argument(
+        "--rdzv-endpoint", default=None, metavar="HOST:PORT", help="node 0's address and a free port on it (--nnodes)"
     )
     c.add_argument(
         "--set",

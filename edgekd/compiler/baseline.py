@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import torch
+
+from edgekd.core.device import describe, on_device
 from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass
@@ -19,14 +22,17 @@ class Baseline(Pass):
     def run(self, ctx: Context) -> None:
         shape = ctx.data.input_shape
         t = ctx.teacher
+        with on_device(t, ctx.train_device):  # teacher inference runs where training does
+            test_accuracy, val_accuracy = accuracy(t, ctx.data.test), accuracy(t, ctx.data.val)
+        where = describe(torch.device(ctx.train_device))
         ctx.metrics["teacher"] = {
             "arch": ctx.config.teacher.arch,
             "params_spec": ctx.config.teacher.params,
             "params": count_params(t),
             "macs": count_macs(t, shape),
-            "test_accuracy": accuracy(t, ctx.data.test),
-            "val_accuracy": accuracy(t, ctx.data.val),
-            "measured": f"PyTorch on host, test split ({len(ctx.data.test)} images)",
+            "test_accuracy": test_accuracy,
+            "val_accuracy": val_accuracy,
+            "measured": f"PyTorch on {where}, test split ({len(ctx.data.test)} images)",
             "val_split": val_split(ctx),
         }
         ctx.stages.append(

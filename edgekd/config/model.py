@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edgekd.core.device import PATTERN as DEVICE_PATTERN
 from edgekd.core.schema import Strict
 
 
@@ -136,6 +137,15 @@ class ModelConfig(Strict):
     passes: list[PassEntry]
     constraints: Constraints = Field(default_factory=Constraints)
     seed: int = 0
+    device: str = Field(
+        default="auto",
+        pattern=DEVICE_PATTERN,
+        description="where distill, prune recovery, QAT and teacher inference run: auto (a CUDA GPU when there is "
+        "one, else the CPU), cpu, cuda or cuda:N",
+    )
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        default="none", description="mixed-precision training (autocast): bf16 (GPU or CPU) or fp16 (GPU)"
+    )
 
     #: folder of the YAML file; relative paths are resolved against it
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -50,6 +50,11 @@ calibration:
   samples: 256
   method: minmax             # minmax | entropy | percentile
 
+# Where distill, prune recovery, QAT and teacher inference run: auto (a CUDA GPU if PyTorch sees one, else the
+# CPU) | cpu | cuda | cuda:N. amp: none | bf16 | fp16 (fp16 on a GPU only) trains under autocast.
+device: auto
+amp: none
+
 passes:
   # - search:                # training-free student search (DisWOT) under a budget; replaces student above
   #     space: {type: resnet, blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 32], [32, 64]]}
@@ -65,6 +70,7 @@ passes:
         kd: {weight: 0.9, temperature: 4}
         # fitnet: {weight: 10, pairs: [{student: layer3, teacher: layer3}]}
       init: random           # inherit: copy teacher weights where shapes allow
+      # nproc: 2             # data-parallel processes (one GPU each); --nnodes/--node-rank/--rdzv-endpoint: machines
   - quantize:
       precision: int8        # int8 | fp16 | fp32; activation type follows the target
   - lower:                   # ONNX export + parity check against PyTorch on held-out images

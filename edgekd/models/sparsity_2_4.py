@@ -63,8 +63,8 @@ def masks_kept(model: nn.Module, masks: dict[str, torch.Tensor], on: nn.Module |
 
     @torch.no_grad()
     def zero(*_: object) -> None:
-        for w, mask in weights:
-            w.mul_(mask)  # type: ignore[operator]
+        for w, mask in weights:  # the mask follows the weight to the device training moved it to
+            w.mul_(mask.to(w.device))  # type: ignore[operator]
 
     hook = (on or model).register_forward_pre_hook(zero)
     try:

@@ -50,6 +50,8 @@ class Context:
     student_spec: ModelSpec | None
     events: EventLog
     quiet: bool = False
+    train_device: str = "cpu"  # resolved from model.yaml device: where training and teacher inference run
+    amp: str | None = None  # bf16 | fp16 autocast while training (model.yaml amp)
     capabilities: set[str] = field(default_factory=set)
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from edgekd.core.device import AMP, module_device, on_device
 from edgekd.core.errors import TrainingError
 from edgekd.data.augment import random_crop_flip
 from edgekd.data.dataset import Split
@@ -60,6 +61,12 @@ class TrainSettings:
     seed: int = 0
     threads: int | None = None
     patience: int | None = None  # stop after this many epochs without a better validation accuracy
+    device: str = "cpu"  # where the steps run (a resolved torch device); the model comes back where it was
+    amp: str | None = None  # autocast dtype: bf16 | fp16 (fp16 with a gradient scaler)
+
+
+# settings that change where or how fast a run computes, not what it trains: a saved state continues under others
+_PLACEMENT = ("device", "threads")
 
 
 @dataclass
@@ -72,13 +79,16 @@ class TrainHistory:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode (the model's mode is restored afterwards)."""
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, keep_on_device: bool = False) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode (the model's mode is restored afterwards), computed on the
+    model's device; returned on the CPU unless ``keep_on_device``."""
     was_training = model.training
     model.eval()
-    out = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    dev = module_device(model)
+    out = [model(x[i : i + batch_size].to(dev, non_blocking=True)).float() for i in range(0, len(x), batch_size)]
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    logits = torch.cat(out) if out else torch.empty(0)
+    return logits if keep_on_device else logits.cpu()
 
 
 def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
@@ -110,13 +120,29 @@ def train(
 ) -> TrainHistory:
     """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy.
 
-    ``extra_params`` (e.g. FitNets regressors) are optimised with the model but not part of it. ``resume``: a file
-    where the whole training state (weights, optimizer, schedule, random generators, history) is written after
-    every epoch; when it exists, training continues from it, exactly as if it had not stopped (same settings
-    required). Long trainings survive a crash or a new machine this way.
+    The steps run on ``settings.device`` (batches are drawn and augmented on the CPU, with the same random
+    numbers on every device, then moved); the model is returned where it was. ``extra_params`` (e.g. FitNets
+    regressors) are optimised with the model but not part of it; they must already be on that device.
+    ``resume``: a file where the whole training state (weights, optimizer, schedule, random generators, history)
+    is written after every epoch; when it exists, training continues from it, exactly as if it had not stopped
+    (same settings required; the device and threads may differ). Long trainings survive a crash or a new
+    machine this way.
     """
     if len(data) == 0:
         raise TrainingError("the training split is empty", fix="check data.* in model.yaml (fraction, limits, path)")
+    device = torch.device(settings.device)
+    strays = [p for p in extra_params or [] if p.device != device]
+    if strays:
+        raise ValueError(f"{len(strays)} extra parameter(s) are on {strays[0].device}, not on {device}")
+    with on_device(model, device):
+        return _train(model, data, loss_fn, settings, device, val, progress, on_epoch, extra_params, resume)
+
+
+def _train(
+    model: nn.Module, data: Split, loss_fn: LossFn, settings: TrainSettings, device: torch.device,
+    val: Split | None, progress: ProgressSink | None, on_epoch: Callable[[dict[str, float]], None] | None,
+    extra_params: list[nn.Parameter] | None, resume: Path | None,
+) -> TrainHistory:  # fmt: skip
     progress = progress or NullProgress()
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -129,6 +155,8 @@ def train(
         weight_decay=settings.weight_decay,
         nesterov=settings.momentum > 0,
     )
+    amp = AMP.get(settings.amp or "")
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
     # data parallel (torch.distributed initialised, e.g. torchrun DDP workers): a DistributedSampler
     # gives every rank its own equal shard of one seeded permutation per epoch
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
@@ -150,7 +178,7 @@ def train(
     start = time.perf_counter()
     first = 0
     if resume is not None and resume.is_file():
-        first, best_state, done_seconds = _load_state(resume, settings, model, opt, sched, gen, history)
+        first, best_state, done_seconds = _load_state(resume, settings, model, opt, sched, gen, history, scaler)
         start -= done_seconds
     for epoch in range(first, settings.epochs):
         model.train()
@@ -167,8 +195,10 @@ def train(
             x, y = data.x[idx], data.y[idx]
             if settings.augment:
                 x = random_crop_flip(x, settings.crop_pad, settings.flip, gen)
-            terms = loss_fn(model(x), y, idx, x)
-            total = sum(terms.values())
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                terms = loss_fn(model(x), y, idx, x)
+                total = sum(terms.values())
             assert isinstance(total, torch.Tensor)
             if not torch.isfinite(total):
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)] or list(terms)
@@ -178,13 +208,14 @@ def train(
                     fix="lower the learning rate or the weight of that term",
                 )
             opt.zero_grad(set_to_none=True)
-            total.backward()
+            scaler.scale(total).backward()
             if world > 1:  # parameters outside the DDP model (e.g. FitNets regressors): average by hand
                 for p in extra_params or []:
                     if p.grad is not None:
                         dist.all_reduce(p.grad)
                         p.grad /= world
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             seen += len(idx)
             for k, v in terms.items():
@@ -205,7 +236,7 @@ def train(
             best_state = copy.deepcopy(model.state_dict())
         history.epochs.append(record)
         if resume is not None and rank == 0:
-            _save_state(resume, epoch + 1, settings, model, opt, sched, gen, history, best_state, start)
+            _save_state(resume, epoch + 1, settings, model, opt, sched, gen, history, best_state, start, scaler)
         progress.finish(**{k: v for k, v in record.items() if k != "epoch"})
         if on_epoch:
             on_epoch(record)
@@ -222,9 +253,13 @@ def train(
     return history
 
 
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in _PLACEMENT}
+
+
 def _save_state(
     path: Path, epochs_done: int, settings: TrainSettings, model: nn.Module, opt: Any, sched: Any,
-    gen: torch.Generator, history: TrainHistory, best_state: dict[str, Any], start: float,
+    gen: torch.Generator, history: TrainHistory, best_state: dict[str, Any], start: float, scaler: Any,
 ) -> None:  # fmt: skip
     from edgekd.core.artifacts import atomic_write_bytes
 
@@ -241,7 +276,8 @@ def _save_state(
             "best_epoch": history.best_epoch,
             "best_val_accuracy": history.best_val_accuracy,
         },
-        "best_state": best_state,
+        "best_state": {k: v.cpu() for k, v in best_state.items()},
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
         "seconds": time.perf_counter() - start,
     }
     buffer = io.BytesIO()
@@ -251,10 +287,11 @@ def _save_state(
 
 def _load_state(
     path: Path, settings: TrainSettings, model: nn.Module, opt: Any, sched: Any, gen: torch.Generator,
-    history: TrainHistory,
+    history: TrainHistory, scaler: Any,
 ) -> tuple[int, dict[str, Any], float]:  # fmt: skip
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["settings"] != dict(settings.__dict__):
+    saved = {**TrainSettings().__dict__, **state["settings"]}  # a state from before a setting existed: its default
+    if _comparable(saved) != _comparable(dict(settings.__dict__)):
         raise TrainingError(
             f"{path}: the saved training ran with other settings ({state['settings']}), not {settings.__dict__}",
             fix=f"give the same settings to continue it, or delete {path} to start again",
@@ -267,10 +304,12 @@ def _load_state(
     history.epochs = list(state["history"]["epochs"])
     history.best_epoch = state["history"]["best_epoch"]
     history.best_val_accuracy = state["history"]["best_val_accuracy"]
+    if scaler.is_enabled() and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     return int(state["epochs_done"]), state["best_state"], float(state["seconds"])
 
 
-_MEMO: dict[tuple[str, str], torch.Tensor] = {}
+_MEMO: dict[tuple[str, str, str], torch.Tensor] = {}
 _MEMO_SIZE = 2
 
 
@@ -284,12 +323,15 @@ def _digest(tensors: list[torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def teacher_predictions(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``predict(teacher, x)``, remembered in this process by (teacher weights, inputs) digest: a compile whose
-    distill, prune and quantize passes all train against the same teacher on the same data pays one pass."""
-    key = (_digest(list(teacher.state_dict().values())), _digest([x]))
+def teacher_predictions(teacher: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The teacher's logits on ``x``, computed and kept on ``device`` (where the student trains), and remembered
+    in this process by (teacher weights, inputs, device): a compile whose distill, prune and quantize passes all
+    train against the same teacher on the same data pays one teacher pass."""
+    device = torch.device(device)
+    key = (_digest(list(teacher.state_dict().values())), _digest([x]), str(device))
     if key not in _MEMO:
         if len(_MEMO) >= _MEMO_SIZE:
             _MEMO.pop(next(iter(_MEMO)))
-        _MEMO[key] = predict(teacher, x)
+        with on_device(teacher, device):
+            _MEMO[key] = predict(teacher, x, keep_on_device=True)
     return _MEMO[key]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgekd.core.device import on_device
 from edgekd.data.dataset import Split
 from edgekd.train.loop import ProgressSink, TrainHistory, TrainSettings, teacher_predictions, train
 from edgekd.train.losses import Batch, FitNet, build_term
@@ -46,7 +47,18 @@ def fit(
 
     ``teacher_logits`` (the teacher's logits on ``data.x``, in order) saves the teacher pass when the caller
     trains several times on the same data (pruning steps, QAT); used only without augmentation or feature terms.
+    Everything runs on ``recipe.settings.device``: the teacher is moved there for the run and back afterwards.
     """
+    with on_device(teacher, recipe.settings.device):
+        return _fit(model, student, teacher, data, val, recipe, progress, on_epoch, teacher_logits)
+
+
+def _fit(
+    model: nn.Module, student: nn.Module, teacher: nn.Module, data: Split, val: Split | None, recipe: Recipe,
+    progress: ProgressSink | None, on_epoch: Callable[[dict[str, float]], None] | None,
+    teacher_logits: torch.Tensor | None,
+) -> TrainHistory:  # fmt: skip
+    device = torch.device(recipe.settings.device)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -58,29 +70,31 @@ def fit(
     # without augmentation or feature terms the inputs never change: one teacher pass serves every epoch
     cached = None
     if not (recipe.augment or pairs):
-        cached = teacher_logits if teacher_logits is not None else teacher_predictions(teacher, data.x)
+        cached = teacher_logits if teacher_logits is not None else teacher_predictions(teacher, data.x, device)
         if len(cached) != len(data):
             raise ValueError(f"teacher_logits has {len(cached)} rows for {len(data)} training images")
+        cached = cached.to(device)
     extra: list[nn.Parameter] = []
     with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
         fitnets = [t for t in terms.values() if isinstance(t, FitNet)]
         if fitnets:  # probe once so the regressors exist (with the right shapes) before the optimizer
-            with torch.no_grad():
+            with torch.no_grad(), on_device(student, device):
                 was = student.training
                 student.eval()
-                student(data.x[:2])
+                student(data.x[:2].to(device))
                 student.train(was)
-                teacher(data.x[:2])
+                teacher(data.x[:2].to(device))
             torch.manual_seed(recipe.settings.seed)  # identical regressors in every process
             for f in fitnets:
                 f.build({(s, t): (store_s[s].shape, store_t[t].shape) for s, t in f.pairs})
         for term in terms.values():
+            term.to(device)
             extra += list(term.parameters())
             term.train()
 
         def loss(logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
             if cached is not None:
-                t_logits = cached[idx]
+                t_logits = cached[idx.to(device)]
             else:
                 with torch.no_grad():
                     t_logits = teacher(x)

@@ -71,8 +71,11 @@ def recover(
     seed: int,
     progress: ProgressSink | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    device: str = "cpu",
+    amp: str | None = None,
 ) -> TrainHistory | None:
-    """Fine-tune ``student`` in place for ``cfg.epochs`` against the teacher (best validation epoch kept)."""
+    """Fine-tune ``student`` in place for ``cfg.epochs`` against the teacher (best validation epoch kept), the
+    steps on ``device`` (with ``amp`` autocast); the student is returned where it was."""
     if cfg.epochs == 0:
         return None
     recipe = Recipe(
@@ -88,6 +91,8 @@ def recover(
             schedule=cfg.schedule,
             augment=False,
             seed=seed,
+            device=device,
+            amp=amp,
         ),
     )
     return fit(student, student, teacher, train, val, recipe, progress, on_epoch, teacher_logits=teacher_logits)

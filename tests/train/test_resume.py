@@ -59,3 +59,27 @@ def test_a_state_saved_with_other_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="ran with other settings") as err:
         train(_model(), _data(), _loss, SETTINGS, resume=state)
     assert "delete" in (err.value.fix or "")
+
+
+def test_a_state_continues_on_another_device_or_thread_count(tmp_path: Path) -> None:
+    """Where a run computes is not what it trains: a state saved with 1 thread on the CPU (or by an edgekd from
+    before ``device``/``amp`` existed) continues with other threads; the training settings are still checked."""
+    whole = _model()
+    train(whole, _data(), _loss, SETTINGS)
+    state = tmp_path / "state.pt"
+
+    def crash_after_one(record: dict[str, float]) -> None:
+        if record["epoch"] == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(_model(), _data(), _loss, SETTINGS, on_epoch=crash_after_one, resume=state)
+    saved = torch.load(state, weights_only=True)
+    del saved["settings"]["device"], saved["settings"]["amp"]  # as written before those settings existed
+    saved["settings"]["threads"] = 1
+    torch.save(saved, state)
+    resumed = _model()
+    train(resumed, _data(), _loss, TrainSettings(**{**SETTINGS.__dict__, "threads": torch.get_num_threads()}),
+          resume=state)  # fmt: skip
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

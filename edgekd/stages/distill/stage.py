@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from edgekd.core.device import describe
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema import Strict, did_you_mean
 from edgekd.data.dataset import Split
@@ -30,7 +31,7 @@ from edgekd.models.count import count_params
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.distill.report import distill_sections
-from edgekd.train.distributed import fit_distributed
+from edgekd.train.distributed import Nodes, fit_distributed
 from edgekd.train.inherit import inherit
 from edgekd.train.loop import TrainSettings, accuracy
 from edgekd.train.loss_config import validate_loss
@@ -65,12 +66,27 @@ class DistillConfig(Strict):
     )
     augment: bool = True
     early_stop: int | None = Field(default=None, ge=1, description="patience in epochs on validation accuracy")
-    nproc: int = Field(default=1, ge=1, le=64, description="data-parallel processes (DDP, gloo on CPU)")
+    nproc: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="data-parallel processes on this machine (DDP: one GPU each with nccl, or CPU processes with gloo)",
+    )
+    nnodes: int = Field(
+        default=1, ge=1, description="machines training together (torchrun --nnodes); each runs this compile"
+    )
+    node_rank: int = Field(
+        default=0, ge=0, description="this machine's index, 0 ... nnodes-1 (node 0 hosts the rendezvous)"
+    )
+    rdzv_endpoint: str | None = Field(
+        default=None, pattern=r"^[^:\s]+:\d+$", description="host:port on node 0 that every node reaches (nnodes > 1)"
+    )
     seed: int | None = None
     threads: int | None = Field(default=None, ge=1)
 
-    def recipe(self, seed: int, labels: str) -> Recipe:
-        """The training recipe these settings describe, with the compile's ``seed`` and the resolved ``labels``."""
+    def recipe(self, seed: int, labels: str, device: str = "cpu", amp: str | None = None) -> Recipe:
+        """The training recipe these settings describe, with the compile's ``seed``, the resolved ``labels`` and
+        where it trains (``device``, ``amp``)."""
         return Recipe(
             loss=self.loss,
             labels=labels,
@@ -86,8 +102,21 @@ class DistillConfig(Strict):
                 seed=seed,
                 threads=self.threads,
                 patience=self.early_stop,
+                device=device,
+                amp=amp,
             ),
         )
+
+    @model_validator(mode="after")
+    def _nodes(self) -> DistillConfig:
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ValueError("nnodes > 1 needs rdzv_endpoint: host:port of node 0 (reachable from every node)")
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
+        return self
+
+    def nodes(self) -> Nodes:
+        return Nodes(self.nnodes, self.node_rank, self.rdzv_endpoint)
 
     @field_validator("loss")
     @classmethod
@@ -149,7 +178,14 @@ class Distill(Pass):
             p.requires_grad_(False)
         labels = c.labels or ctx.config.data.labels
         fraction = c.fraction if c.fraction is not None else ctx.config.data.fraction
-        metrics: dict[str, Any] = {"loss": c.loss, "init": c.init, "labels": labels, "fraction": fraction}
+        metrics: dict[str, Any] = {
+            "loss": c.loss,
+            "init": c.init,
+            "labels": labels,
+            "fraction": fraction,
+            "device": describe(torch.device(ctx.train_device)),
+            "amp": ctx.amp,
+        }
         if c.init == "inherit":
             metrics["inherited"] = inherit(student, teacher, ctx.data.train.x[:2])
             if metrics["inherited"]["copied"] + metrics["inherited"]["sliced"] == 0:
@@ -161,8 +197,8 @@ class Distill(Pass):
             keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * fraction))]
             train_split = Split(train_split.x[keep], train_split.y[keep])
 
-        recipe = c.recipe(seed, labels)
-        if c.nproc > 1:
+        recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp)
+        if c.nproc > 1 or c.nnodes > 1:
             assert ctx.student_spec is not None
             state, history, agreement = fit_distributed(
                 c.nproc,
@@ -175,10 +211,11 @@ class Distill(Pass):
                 ctx.data.val,
                 ctx.events.path,
                 ctx.quiet,
+                c.nodes(),
             )
             student.load_state_dict(state)
             student.eval()
-            metrics["distributed"] = {"processes": c.nproc, "backend": "gloo", **agreement}
+            metrics["distributed"] = {"processes": c.nproc, **agreement}
         else:
             history = fit(
                 student,

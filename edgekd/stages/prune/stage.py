@@ -102,7 +102,9 @@ class Prune(Pass):
         train, val = subset(ctx.data.train, c.recovery.fraction, ctx.config.seed), ctx.data.val
         ignore = c.ignore if c.ignore is not None else default_ignored(student)
         before_shapes = layer_shapes(student)
-        teacher_logits = teacher_predictions(teacher, train.x) if c.recovery.epochs else torch.empty(0)
+        teacher_logits = (
+            teacher_predictions(teacher, train.x, ctx.train_device) if c.recovery.epochs else torch.empty(0)
+        )
 
         def measure(model: nn.Module, step: int, ratio: float) -> dict[str, Any]:
             rec: dict[str, Any] = {"step": step, "ratio": round(ratio, 4), **_describe(model, shape)}
@@ -135,7 +137,10 @@ class Prune(Pass):
         def gradient_batch() -> torch.Tensor:  # Taylor importance: KD loss on 4 real batches
             idx = torch.randperm(len(train), generator=g)[:256]
             with torch.no_grad():
-                t = teacher_logits[idx] if len(teacher_logits) else teacher(train.x[idx])
+                if len(teacher_logits):
+                    t = teacher_logits[idx.to(teacher_logits.device)].cpu()
+                else:
+                    t = teacher(train.x[idx])
             s = work(train.x[idx])
             return torch.nn.functional.kl_div(s.log_softmax(1), t.softmax(1), reduction="batchmean")
 
@@ -152,6 +157,8 @@ class Prune(Pass):
                 seed + step,
                 ctx.progress(f"prune step {step}/{c.steps}"),
                 lambda r, s=step: ctx.events.emit("epoch", pass_="prune", step=s, **r),
+                ctx.train_device,
+                ctx.amp,
             )
             rec = measure(work, step, ratio)
             history.append(rec)
@@ -234,6 +241,9 @@ class Prune(Pass):
                 c.recovery,
                 seed + 1000,
                 ctx.progress("2:4 recovery"),
+                None,
+                ctx.train_device,
+                ctx.amp,
             )
         acc = accuracy(sparse, ctx.data.val)
         if not any(BACKENDS[b].sparse_2_4 for b in ctx.target.backends):

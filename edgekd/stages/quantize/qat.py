@@ -32,6 +32,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from edgekd.backends.base import QuantScheme, load_function
+from edgekd.core.device import module_device
 from edgekd.core.errors import ModelError
 
 #: ONNX Runtime's default ``uint8`` scheme (x86), used where no scheme is given
@@ -75,7 +76,7 @@ class ActFakeQuant(nn.Module):
     @torch.no_grad()
     def _observe(self, x: torch.Tensor) -> None:
         if self.recorded is not None:
-            self.recorded.extend(x.detach().float().numpy().copy())
+            self.recorded.extend(x.detach().float().cpu().numpy().copy())
         lo, hi = x.min().clamp(max=0.0), x.max().clamp(min=0.0)
         if not bool(self.initialised):
             self.lo.copy_(lo)
@@ -95,7 +96,7 @@ class ActFakeQuant(nn.Module):
         lo, hi = self.lo.clamp(max=0.0), self.hi.clamp(min=0.0)
         if self.symmetric:
             scale = (torch.maximum(-lo, hi) / ((self.qmax - self.qmin) / 2)).clamp(min=1e-8)
-            return scale, torch.tensor(0, dtype=torch.int32)
+            return scale, torch.zeros((), dtype=torch.int32, device=scale.device)
         scale = ((hi - lo) / (self.qmax - self.qmin)).clamp(min=1e-8)
         zero = torch.clamp(torch.round(self.qmin - lo / scale), self.qmin, self.qmax).to(torch.int32)
         return scale, zero
@@ -118,8 +119,9 @@ def fake_quant_weight(w: torch.Tensor, per_channel: bool = True) -> torch.Tensor
     """Symmetric int8 fake quantization on [-127, 127], scale max|w| / 127 per output channel (or per tensor)."""
     scale = _weight_scale(w, per_channel)
     if not per_channel:
-        return torch.fake_quantize_per_tensor_affine(w, scale[0], torch.tensor(0, dtype=torch.int32), -127, 127)
-    zero = torch.zeros(w.shape[0], dtype=torch.int32)
+        zero = torch.zeros((), dtype=torch.int32, device=w.device)
+        return torch.fake_quantize_per_tensor_affine(w, scale[0], zero, -127, 127)
+    zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
     return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
 
@@ -357,8 +359,9 @@ def calibrate(sim: Simulation, x: torch.Tensor, batch_size: int = 128) -> None:
     was = sim.module.training
     sim.module.eval()
     try:
+        dev = module_device(sim.module)
         for i in range(0, len(x), batch_size):
-            sim.module(x[i : i + batch_size])
+            sim.module(x[i : i + batch_size].to(dev))
         if histogram:
             ranges = finder({k: q.recorded or [] for k, q in own.items()}, sim.scheme.calibration)
             for k, q in own.items():

@@ -222,7 +222,7 @@ class Quantize(Pass):
         student, teacher = ctx.student, ctx.teacher
         seed = ctx.config.seed if c.seed is None else c.seed
         train = subset(ctx.data.train, c.qat.fraction, ctx.config.seed)
-        teacher_logits = teacher_predictions(teacher, train.x)
+        teacher_logits = teacher_predictions(teacher, train.x, ctx.train_device)
         calib = ctx.data.calibration.x
         scheme = int8_scheme(ctx.target.backends[0], quantization, ctx.config.calibration.method)
         sim = simulate(student, calib[:2], scheme)
@@ -240,6 +240,8 @@ class Quantize(Pass):
                 seed,
                 ctx.progress("QAT (KD)"),
                 lambda r: ctx.events.emit("epoch", pass_="quantize", **r),
+                ctx.train_device,
+                ctx.amp,
             )
         snap_weights(sim)
         calibrate(sim, calib)  # the ranges the deployed file's calibration finds on the snapped student
