@@ -1,6 +1,15 @@
 """Weight inheritance: initialise a student from the teacher where shapes allow (TinyCLIP-style).
 
-Tensors with the same name and shape are copied. A narrower tensor (every dimension <= the
+Which teacher layer a student layer inherits from is found by structure, not by name: both models run one
+example batch with forward hooks, each layer with weights is placed in its stage (the how-manyth spatial
+resolution its output has, in call order; layers without a spatial output form the head) and, within the stage,
+the student's layers are matched in call order to the teacher's next layer of the same kind (type, kernel size,
+stride, depthwise or not) whose tensors the student's fit. A student that drops repeated blocks so inherits the
+first blocks of each stage, and its downsampling layers take the teacher's downsampling layers even where
+names index a flat list (``features.3``) that means another stage in the teacher. Without an example (or when
+a model cannot run with hooks) layers are matched by name.
+
+Tensors with the same shape are copied. A narrower tensor (every dimension <= the
 teacher's, same rank) takes a subset of the teacher's channels. Which channels: the teacher's
 channel dependency groups (torch-pruning's DepGraph: a convolution's outputs, its batch norm, the
 next layers' inputs and every layer tied to them by a residual add) are ranked by the L1 norm of
@@ -24,13 +33,21 @@ Selection = dict[tuple[str, str], torch.Tensor]
 @torch.no_grad()
 def inherit(student: nn.Module, teacher: nn.Module, example: torch.Tensor | None = None) -> dict[str, Any]:
     """Copy/slice teacher weights into ``student``; ``example`` (one input batch) enables L1 channel choice."""
+    layers, mapping = (structural_map(student, teacher, example), "structure") if example is not None else ({}, "names")
+    if example is not None and not layers:
+        mapping = "names (the models could not be matched by structure)"
     t_state = teacher.state_dict()
-    selection, method = _l1_selection(student, teacher, example) if example is not None else ({}, "first-channels")
+    source = _source_keys(student, layers) if layers else {}
+    eligible = {k for k, (_, m) in _owners(student).items() if isinstance(m, _WEIGHTED)}
+    selection, method = (
+        _l1_selection(student, teacher, example, layers) if example is not None else ({}, "first-channels")
+    )
     owners = _owners(teacher)
     copied = sliced = kept = 0
     new_state = {}
     for name, s_val in student.state_dict().items():
-        t_val = t_state.get(name)
+        structural = layers and name in eligible  # a layer kind matched by structure: never by name
+        t_val = t_state.get(source[name]) if name in source else (None if structural else t_state.get(name))
         if t_val is None or t_val.dim() != s_val.dim():
             kept += 1
             continue
@@ -38,12 +55,110 @@ def inherit(student: nn.Module, teacher: nn.Module, example: torch.Tensor | None
             new_state[name] = t_val.clone()
             copied += 1
         elif s_val.is_floating_point() and all(s <= t for s, t in zip(s_val.shape, t_val.shape, strict=True)):
-            new_state[name] = _slice(t_val, s_val.shape, owners.get(name), selection)
+            new_state[name] = _slice(t_val, s_val.shape, owners.get(source.get(name, name)), selection)
             sliced += 1
         else:
             kept += 1
     student.load_state_dict(new_state, strict=False)
-    return {"copied": copied, "sliced": sliced, "random": kept, "channels": method}
+    return {"copied": copied, "sliced": sliced, "random": kept, "channels": method, "layers": mapping}
+
+
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.Embedding)
+
+
+def _signature(m: nn.Module) -> tuple[Any, ...]:
+    if isinstance(m, nn.modules.conv._ConvNd):
+        depthwise = m.groups > 1 and m.groups == m.in_channels
+        return (type(m).__name__, tuple(m.kernel_size), tuple(m.stride), depthwise)
+    return (type(m).__name__,)
+
+
+def _layers_in_stages(model: nn.Module, example: torch.Tensor) -> list[tuple[int, str, nn.Module]]:
+    """(stage, name, module) of every layer with weights, in the order forward first calls them."""
+    calls: list[tuple[str, nn.Module, tuple[int, ...] | None]] = []
+    seen: set[str] = set()
+
+    def hook(name: str) -> Any:
+        def record(mod: nn.Module, _inp: Any, out: Any) -> None:
+            if name not in seen and isinstance(out, torch.Tensor):
+                seen.add(name)
+                calls.append((name, mod, tuple(out.shape[2:]) if out.dim() >= 3 else None))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, _WEIGHTED)]
+    was = model.training
+    model.eval()
+    try:
+        model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    levels: list[tuple[int, ...]] = []
+    out: list[tuple[int, str, nn.Module]] = []
+    for name, mod, size in calls:
+        if size is None:
+            stage = 1_000_000  # the head: after every spatial stage
+        else:
+            if not levels or levels[-1] != size:
+                levels.append(size)
+            stage = len(levels) - 1
+        out.append((stage, name, mod))
+    return out
+
+
+def _fits(s_mod: nn.Module, t_mod: nn.Module) -> bool:
+    s_state, t_state = s_mod.state_dict(), t_mod.state_dict()
+    for key, s_val in s_state.items():
+        t_val = t_state.get(key)
+        if t_val is None or t_val.dim() != s_val.dim():
+            return False
+        if any(a > b for a, b in zip(s_val.shape, t_val.shape, strict=True)):
+            return False
+    return True
+
+
+def structural_map(student: nn.Module, teacher: nn.Module, example: torch.Tensor) -> dict[str, str]:
+    """Student layer name -> the teacher layer it inherits from (same stage, same kind, next in call order, a
+    shape the student's fits in); {} when either model cannot run on ``example`` with hooks."""
+    try:
+        with torch.no_grad():
+            s_layers, t_layers = _layers_in_stages(student, example), _layers_in_stages(teacher, example)
+    except Exception:  # a model that does not run this way: matched by name (said in the result)
+        return {}
+    by_stage: dict[int, list[tuple[str, nn.Module]]] = {}
+    for stage, name, mod in t_layers:
+        by_stage.setdefault(stage, []).append((name, mod))
+    # stages are matched from the first (the stem) and the head from the end, so that a student with fewer
+    # resolution levels keeps its head and its early stages aligned
+    spatial_s = sorted({st for st, _, _ in s_layers if st < 1_000_000})
+    spatial_t = sorted(st for st in by_stage if st < 1_000_000)
+    stage_of = {st: spatial_t[i] for i, st in enumerate(spatial_s) if i < len(spatial_t)}
+    stage_of[1_000_000] = 1_000_000
+    mapping: dict[str, str] = {}
+    cursor: dict[int, int] = {}
+    for stage, name, mod in s_layers:
+        t_stage = stage_of.get(stage)
+        candidates = by_stage.get(t_stage, []) if t_stage is not None else []
+        start = cursor.get(stage, 0)
+        for j in range(start, len(candidates)):
+            t_name, t_mod = candidates[j]
+            if _signature(t_mod) == _signature(mod) and _fits(mod, t_mod):
+                mapping[name] = t_name
+                cursor[stage] = j + 1
+                break
+    return mapping
+
+
+def _source_keys(student: nn.Module, layers: dict[str, str]) -> dict[str, str]:
+    """Student state_dict key -> the teacher key it takes its values from, for the mapped layers."""
+    out: dict[str, str] = {}
+    for s_name, t_name in layers.items():
+        mod = student.get_submodule(s_name)
+        for key in list(mod._parameters) + list(mod._buffers):
+            out[f"{s_name}.{key}"] = f"{t_name}.{key}"
+    return out
 
 
 def _slice(t_val: torch.Tensor, shape: torch.Size, owner: tuple[str, nn.Module] | None, selection: Selection) -> Any:
@@ -73,12 +188,16 @@ def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module]]:
     return owners
 
 
-def _l1_selection(student: nn.Module, teacher: nn.Module, example: torch.Tensor) -> tuple[Selection, str]:
+def _l1_selection(
+    student: nn.Module, teacher: nn.Module, example: torch.Tensor, layers: dict[str, str] | None = None
+) -> tuple[Selection, str]:
     try:
         import torch_pruning as tp
     except ImportError:
         return {}, "first-channels (torch-pruning not installed)"
     s_modules = dict(student.named_modules())
+    if layers:  # the student layer each teacher layer hands its weights to
+        s_modules = {t: s_modules[s] for s, t in layers.items()}
     t_names = {m: n for n, m in teacher.named_modules()}
     was = teacher.training
     # DepGraph traces the autograd graph: a frozen teacher (the distill pass freezes it) records none

@@ -71,3 +71,44 @@ def test_first_channels_without_an_example_batch() -> None:
     assert counts["channels"] == "first-channels"
     assert torch.equal(student.stem[0].weight, teacher.stem[0].weight[:4])
     assert float(student.stem[0].weight.detach().abs().sum()) == 0.0  # the dead ones: why L1 selection matters
+
+
+def _flat(widths: tuple[int, int], blocks: tuple[int, int]) -> torch.nn.Sequential:
+    """A CNN whose layers are one flat list (as torchvision's EfficientNet ``features``): names are indices, so
+    index i means another stage in a model with other depths."""
+    a, b = widths
+    layers: list[torch.nn.Module] = [torch.nn.Conv2d(1, a, 3, padding=1), torch.nn.ReLU()]
+    for _ in range(blocks[0]):
+        layers += [torch.nn.Conv2d(a, a, 3, padding=1), torch.nn.ReLU()]
+    layers += [torch.nn.Conv2d(a, b, 3, stride=2, padding=1), torch.nn.ReLU()]
+    for _ in range(blocks[1]):
+        layers += [torch.nn.Conv2d(b, b, 3, padding=1), torch.nn.ReLU()]
+    layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(b, 10)]
+    return torch.nn.Sequential(*layers)
+
+
+def test_layers_are_inherited_by_stage_and_position_not_by_index() -> None:
+    """By name, the student's downsampling conv (index 4) took the teacher's second stage-1 conv (also index 4,
+    a 3x3 conv it fits in) and every later layer shifted; by structure each layer takes its teacher twin."""
+    torch.manual_seed(0)
+    teacher, student = _flat((16, 32), (2, 2)), _flat((8, 16), (1, 1))
+    counts = inherit(student, teacher, torch.randn(2, 1, 16, 16))
+    assert counts["layers"] == "structure" and counts["random"] == 0
+    t, s = teacher, student
+    # student: 0 stem, 2 stage-1 conv, 4 downsampling conv, 6 stage-2 conv, 10 fc
+    # teacher: 0 stem, 2 and 4 stage-1 convs, 6 downsampling conv, 8 and 10 stage-2 convs, 14 fc
+    pairs = {0: 0, 2: 2, 4: 6, 6: 8, 10: 14}
+    for si, ti in pairs.items():  # random weights are distinct floats: a slice holds only its source's values
+        held = set(s[si].weight.flatten().tolist())
+        assert held <= set(t[ti].weight.flatten().tolist()), f"student layer {si} is not a slice of teacher {ti}"
+
+
+def test_a_shallower_zoo_student_takes_the_first_blocks_of_each_stage() -> None:
+    torch.manual_seed(0)
+    teacher = zoo.build("resnet", {**TINY_TEACHER, "depth": 14})
+    student = zoo.build("resnet", {**TINY_TEACHER, "depth": 8})
+    counts = inherit(student, teacher, torch.randn(2, 1, 28, 28))
+    assert counts["layers"] == "structure" and counts["random"] == 0 and counts["copied"] > 20
+    for stage in ("layer1", "layer2", "layer3"):
+        assert torch.equal(getattr(student, stage)[0].conv1.weight, getattr(teacher, stage)[0].conv1.weight)
+    assert torch.equal(student.fc.weight, teacher.fc.weight)
