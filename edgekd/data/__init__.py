@@ -8,6 +8,7 @@ import torch
 from edgekd.config.model import CalibrationConfig, DataConfig
 from edgekd.core.errors import DataError
 from edgekd.data.dataset import DataBundle, Split, to_float
+from edgekd.data.preprocessing import describe_preprocessing
 from edgekd.data.sources import FASHION_MNIST_NORMALIZE, KEYS, SOURCES, Raw
 
 __all__ = ["DataBundle", "Split", "load_data"]
@@ -46,6 +47,7 @@ def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
 
 def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: int = 0) -> DataBundle:
     raw, origin = SOURCES[cfg.source](cfg, base_dir)
+    classes = [str(c) for c in raw["classes"]] if "classes" in raw else None
     raw = {k: raw[k] for k in KEYS}
     _check(raw, cfg, origin)
     notes = []
@@ -113,6 +115,7 @@ def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: i
         std=list(std),
         source=origin,
         notes=notes,
+        preprocessing=describe_preprocessing(cfg, raw["x_train"].dtype, list(mean), list(std), classes, unlabelled),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ class DataBundle:
     source: str
     notes: list[str] = field(default_factory=list)
     unlabelled: bool = False
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # the models' input contract (data.preprocessing)
 
     def label_with(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Give the training, validation, test and calibration images the labels ``predict`` returns (the teacher as
@@ -74,6 +76,7 @@ class DataBundle:
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "normalize": {"mean": self.mean, "std": self.std},
+            "preprocessing": self.preprocessing,
             "notes": self.notes,
         }
 

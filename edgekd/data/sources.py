@@ -100,6 +100,7 @@ def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
         if not xs:
             raise DataError(f"{d}: no images found", fix="add .png/.jpg files under one folder per class")
         out[f"x_{split}"], out[f"y_{split}"] = np.stack(xs), np.asarray(ys, dtype=np.int64)
+    out["classes"] = np.asarray(classes or [])
     return out, f"image-folder ({root}, classes: {', '.join(classes or [])})"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,3 +102,15 @@ class Context:
 
     def path_of(self, name: str) -> Path:
         return self.run_dir / self.artifacts[name].path
+
+    def add_preprocessing_sidecar(self, name: str) -> Artifact | None:
+        """``<file>.preprocessing.json`` next to model artifact ``name`` (a .tflite file, an engine: formats with
+        no place for it inside): the input the model was compiled for, and the file it belongs to (sha256)."""
+        if not self.data.preprocessing:
+            return None
+        model = self.artifacts[name]
+        info = {**self.data.preprocessing, "model": Path(model.path).name, "model_sha256": model.sha256}
+        filename = Path(model.path).name + ".preprocessing.json"
+        with self.artifact(f"{name}_preprocessing", filename, "json", precision="-", backend=model.backend) as tmp:
+            tmp.write_text(json.dumps(info, indent=2) + "\n")
+        return self.artifacts[f"{name}_preprocessing"]

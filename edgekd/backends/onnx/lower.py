@@ -7,6 +7,7 @@ uses the torch.export-based exporter with the weights kept inside the file.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import warnings
@@ -20,6 +21,7 @@ from torch import nn
 from edgekd.backends.onnx.simplify import simplify_onnx
 from edgekd.core.artifacts import atomic_writer
 from edgekd.core.errors import ExportError
+from edgekd.data.preprocessing import METADATA_KEY
 
 if TYPE_CHECKING:
     from edgekd.pipeline.context import Context
@@ -145,6 +147,24 @@ def export_onnx(
     return out
 
 
+def embed_metadata(path: str | os.PathLike[str], props: dict[str, Any]) -> None:
+    """Write ``props`` (values as JSON unless strings) into the ONNX file's ``metadata_props``, atomically:
+    ONNX Runtime returns them from ``InferenceSession.get_modelmeta().custom_metadata_map``."""
+    model = onnx.load(str(path))
+    for key, value in props.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add()
+        entry.key, entry.value = key, text
+    with atomic_writer(Path(path)) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def embed_preprocessing(path: str | os.PathLike[str], preprocessing: dict[str, Any]) -> None:
+    """The input contract (:mod:`edgekd.data.preprocessing`) inside the ONNX file, under its metadata key."""
+    if preprocessing:
+        embed_metadata(path, {METADATA_KEY: preprocessing})
+
+
 def check_onnx(path: str | os.PathLike[str], what: str, fix: str) -> None:
     """``onnx.checker`` (full check) on the file at ``path``; ExportError ``"<what>: <the checker's first line>"``."""
     try:
@@ -209,6 +229,7 @@ def lower(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
     example = ctx.data.test.x[:1]
     export_onnx(ctx.student, example, final, opset=opset, dynamic_batch=c.dynamic_batch)  # written atomically
     info = simplify_onnx(final, final) if c.simplify else None  # replaced atomically; parity checks the result
+    embed_preprocessing(final, ctx.data.preprocessing)
     art = ctx.add_artifact("onnx", final, "onnx", precision="fp32", backend="onnx")
     if info is None:
         return

@@ -24,7 +24,7 @@ import onnx
 from pydantic import Field
 
 from edgekd.backends.base import accuracy
-from edgekd.backends.onnx.lower import check_onnx
+from edgekd.backends.onnx.lower import check_onnx, embed_preprocessing
 from edgekd.backends.parity import check_parity
 from edgekd.backends.tensorrt.runtime import TrtModel, tensorrt_status
 from edgekd.config.target import Precision
@@ -352,6 +352,7 @@ def _prepare(ctx: Context, c: Any) -> dict[str, Any]:
                     "tensorrt: polygraphy is not installed, so the QDQ ONNX was not sanitized or run through "
                     "polygraphy (pip install 'edgekd[trt]'); onnx.checker and edgekd's TensorRT checks passed"
                 )
+            embed_preprocessing(dst, ctx.data.preprocessing)
             art = ctx.add_artifact("onnx_int8_trt", dst, "onnx", precision="int8", backend="tensorrt")
             art.info["tensorrt_ready"] = True
         else:
@@ -403,6 +404,7 @@ def _prepare(ctx: Context, c: Any) -> dict[str, Any]:
             max_batch=t.max_batch,
         )
         art = ctx.add_artifact(f"engine_{precision}", engine, "engine", precision=precision, backend="tensorrt")
+        ctx.add_preprocessing_sidecar(art.name)
         model = TrtModel(engine)
         held_out = ctx.data.test.x[: c.parity.samples]
         report = check_parity(

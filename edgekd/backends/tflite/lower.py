@@ -392,6 +392,7 @@ def lower(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
             per_channel=per_channel,
         )  # written atomically
         art = ctx.add_artifact(f"tflite_{precision}", path, "tflite", precision=precision, backend="tflite")
+        ctx.add_preprocessing_sidecar(art.name)
         art.info["io_layout"] = layout
         art.info["graph"] = op_summary(path)
         if precision == "int8":

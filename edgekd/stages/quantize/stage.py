@@ -28,7 +28,7 @@ from pydantic import Field
 
 from edgekd.backends.base import BACKENDS, backend_for_runtime, int8_scheme
 from edgekd.backends.base import accuracy as artifact_accuracy
-from edgekd.backends.onnx.lower import export_onnx
+from edgekd.backends.onnx.lower import embed_preprocessing, export_onnx
 from edgekd.backends.onnx.runtime import OrtModel
 from edgekd.core.progress import console
 from edgekd.core.schema import Strict
@@ -159,6 +159,7 @@ class Quantize(Pass):
                 latency = _latency_check(ctx, fp32, int8, shape, threads, host_is_target)
             with ctx.artifact("onnx_int8", "student.int8.onnx", "onnx", precision="int8", backend="onnx") as out:
                 shutil.copyfile(int8, out)
+                embed_preprocessing(out, ctx.data.preprocessing)
             if sim is not None:
                 metrics["qat"]["deployed"] = _agreement(sim, int8, val.x, result.excluded, threads)
         art = ctx.artifacts["onnx_int8"]
@@ -277,6 +278,7 @@ class Quantize(Pass):
             half = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
             with ctx.artifact("onnx_fp16", "student.fp16.onnx", "onnx", precision="fp16", backend="onnx") as out:
                 onnx.save(half, str(out))
+                embed_preprocessing(out, ctx.data.preprocessing)
         acc = artifact_accuracy(ctx.path_of("onnx_fp16"), ctx.data.val.x, ctx.data.val.y, ctx.target.runtime.threads)
         if any(BACKENDS[b].fast_fp16 for b in ctx.target.backends):
             ctx.note("fp16: student.fp16.onnx written; TensorRT builds it with trtexec --fp16")

@@ -30,6 +30,12 @@ def _compile_without_profile(tmp_path: Path, target: str, lower: dict) -> Path:
     return run
 
 
+def ort_metadata(path: Path) -> dict[str, str]:
+    import onnxruntime as ort
+
+    return dict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map)
+
+
 def _manifest_matches_files(run: Path) -> dict:
     manifest = json.loads((run / "manifest.json").read_text())
     for name, art in manifest["artifacts"].items():
@@ -53,6 +59,17 @@ def test_raspberry_pi_compile_writes_tflite_that_load_and_run_in_litert(tmp_path
         assert m.input_shape == (1, 28, 28, 1)
         assert np.isfinite(m.predict(np.zeros((2, 1, 28, 28), np.float32))).all()
     assert arts["tflite_fp32"]["parity"]["max_abs_diff"] <= 1e-4
+    # every model file ships with the preprocessing it was compiled for: a sidecar for .tflite, inside the ONNX
+    pre = result["data"]["preprocessing"]
+    assert pre["mean"] == result["data"]["normalize"]["mean"] and pre["input"]["shape"] == [1, 28, 28]
+    assert pre["formula"] == "x[c] = (pixel[c] / 255 - mean[c]) / std[c]"
+    for name in ("tflite_fp32", "tflite_int8"):
+        side = json.loads((run / (arts[name]["path"] + ".preprocessing.json")).read_text())
+        assert side["mean"] == pre["mean"] and side["std"] == pre["std"]
+        assert side["model_sha256"] == arts[name]["sha256"] and f"{name}_preprocessing" in arts
+    for name in ("onnx", "onnx_int8"):
+        meta = ort_metadata(run / arts[name]["path"])
+        assert json.loads(meta["edgekd.preprocessing"]) == pre, name
     assert (
         arts["tflite_int8"]["graph"]["input_type"] == "INT8" and arts["tflite_int8"]["graph"]["float_operators"] == {}
     )
@@ -70,6 +87,7 @@ def test_jetson_compile_writes_tensorrt_ready_qdq_and_the_trtexec_commands(tmp_p
     assert qdq["backend"] == "tensorrt" and qdq["parity"]["passed"] and qdq["precision"] == "int8"
     check = trt.check_tensorrt_onnx(run / qdq["path"])  # the file the device builds from passes every check
     assert check.quantize_nodes > 0
+    assert json.loads(ort_metadata(run / qdq["path"])["edgekd.preprocessing"])["std"] == [0.353]
     script = (run / "build_engines.sh").read_text()
     assert (run / "build_engines.sh").stat().st_mode & 0o111
     assert "trtexec --onnx=student.int8.trt.onnx --saveEngine=student.int8.engine --int8 --fp16" in script
