@@ -3,7 +3,8 @@
 Each stage has its own depth (blocks), width (output channels), expand ratio and depthwise kernel
 size; the first block of a stage changes the width and (except in stage 1) halves the spatial size.
 As in the CIFAR ResNets, the stem keeps the spatial size, so the same network fits 1x28x28
-(Fashion-MNIST) and 3x32x32 inputs. Activations are plain ``nn.ReLU`` modules (one per use, as
+(Fashion-MNIST) and 3x32x32 inputs; ``stem_stride``/``first_stride`` downsample larger ones. Activations are
+plain ``nn.ReLU`` modules (one per use, as
 the PT2E quantizers require, and what NASWOT reads), not ReLU6: nothing here needs the clipping.
 
 The zoo protocol holds: ``features(x)`` is the map before global pooling, ``fc`` the classifier,
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from edgekd.models.zoo.staged import StagedNet
+from edgekd.models.zoo.staged import stem as stem_block
 
 
 def _per_stage(name: str, value: int | Sequence[int], stages: int) -> list[int]:
@@ -65,6 +67,8 @@ class MobileNetLike(StagedNet):
         head: int | None = None,
         in_channels: int = 3,
         num_classes: int = 10,
+        stem_stride: int = 1,
+        first_stride: int = 1,
     ) -> None:
         super().__init__()
         depths, widths = list(depths), list(widths)
@@ -76,12 +80,12 @@ class MobileNetLike(StagedNet):
             raise ValueError("depths, widths, expand ratios, stem and head must all be >= 1")
         if any(k % 2 == 0 for k in kernels):
             raise ValueError(f"kernel sizes must be odd, got {kernels}")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
-        )
+        if first_stride not in (1, 2):
+            raise ValueError(f"first_stride must be 1 or 2, got {first_stride}")
+        self.stem = stem_block(in_channels, stem, stem_stride)
         in_ch = stem
         for i, (n, w, e, k) in enumerate(zip(depths, widths, expands, kernels, strict=True)):
-            stride = 1 if i == 0 else 2
+            stride = first_stride if i == 0 else 2
             blocks = []
             for j in range(n):
                 blocks.append(InvertedResidual(in_ch, w, stride if j == 0 else 1, e, k))

@@ -3,7 +3,8 @@
 Depth ``6n + 2`` gives ``n`` basic blocks in each of three stages with widths
 ``w, 2w, 4w``; ``blocks`` and ``widths`` override that for search spaces. The
 first convolution keeps the spatial size, so the same network fits 1x28x28
-(Fashion-MNIST) and 3x32x32 inputs. Every ReLU is its own module: the PT2E
+(Fashion-MNIST) and 3x32x32 inputs; ``stem_stride`` (2, 4) and ``first_stride`` (2) downsample larger ones
+(:func:`edgekd.models.zoo.staged.downsampling_for` picks them for an input size). Every ReLU is its own module: the PT2E
 quantizers refuse one activation module called twice.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from edgekd.models.zoo.staged import StagedNet
+from edgekd.models.zoo.staged import StagedNet, stem
 
 
 class BasicBlock(nn.Module):
@@ -53,6 +54,8 @@ class CifarResNet(StagedNet):
         blocks: Sequence[int] | None = None,
         widths: Sequence[int] | None = None,
         kernel: int = 3,
+        stem_stride: int = 1,
+        first_stride: int = 1,
     ) -> None:
         super().__init__()
         if blocks is None:
@@ -65,14 +68,12 @@ class CifarResNet(StagedNet):
             raise ValueError(f"blocks {list(blocks)} and widths {list(widths)} must have the same length")
         if any(b < 1 for b in blocks) or any(w < 1 for w in widths):
             raise ValueError("every stage needs at least one block and one channel")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        )
+        if first_stride not in (1, 2):
+            raise ValueError(f"first_stride must be 1 or 2, got {first_stride}")
+        self.stem = stem(in_channels, widths[0], stem_stride)
         in_ch = widths[0]
         for i, (n, w) in enumerate(zip(blocks, widths, strict=True)):
-            stride = 1 if i == 0 else 2
+            stride = first_stride if i == 0 else 2
             stage = []
             for j in range(n):
                 stage.append(BasicBlock(in_ch, w, stride if j == 0 else 1, kernel))

@@ -2,8 +2,36 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+FINAL_MAP = 7  # pixels: where ImageNet CNNs (ResNet, MobileNet, EfficientNet) end at 224x224
+
+
+def downsampling_for(size: int, stages: int) -> dict[str, int]:
+    """``stem_stride`` (1, 2, 4) and ``first_stride`` (stage 1: 1, 2) that bring a ``size``-pixel input to a final
+    map of about :data:`FINAL_MAP` pixels after ``stages`` stages (each stage after the first halves the map):
+    28x28 and 32x32 keep today's stride-1 stem (final 7 / 8), 64 gets a stride-2 stem (final 8), 224 a stride-4
+    stem and a stride-2 first stage (final 7, as ResNet-18 and MobileNetV2)."""
+    halvings = max(0, round(math.log2(max(size, 1) / FINAL_MAP)))
+    extra = max(0, halvings - (stages - 1))
+    return {"stem_stride": 2 ** min(extra, 2), "first_stride": 2 if extra > 2 else 1}
+
+
+def stem(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    """3x3 conv + BN + ReLU; stride 2 in the conv, stride 4 adds a 3x3/2 max pool (ResNet's ImageNet stem)."""
+    if stride not in (1, 2, 4):
+        raise ValueError(f"stem_stride must be 1, 2 or 4, got {stride}")
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, min(stride, 2), 1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+    if stride == 4:
+        layers.append(nn.MaxPool2d(3, 2, 1))
+    return nn.Sequential(*layers)
 
 
 class StagedNet(nn.Module):

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from edgekd.core.schema import Strict
+from edgekd.models.zoo.staged import downsampling_for
 
 Candidate = tuple[int, ...]
 
@@ -28,7 +29,11 @@ class _Space(Strict):
     def genes(self) -> list[list[int]]:
         raise NotImplementedError
 
-    def params(self, cand: Candidate, in_channels: int, num_classes: int) -> dict[str, Any]:
+    def params(
+        self, cand: Candidate, in_channels: int, num_classes: int, input_size: int | None = None
+    ) -> dict[str, Any]:
+        """The zoo keyword arguments of ``cand``; with ``input_size`` (pixels, the smaller side) the stem and the
+        first stage downsample so that the final map is about 7 pixels (nothing changes at 28-32 pixels)."""
         raise NotImplementedError
 
     def describe(self, cand: Candidate) -> str:
@@ -69,6 +74,13 @@ class _Space(Strict):
         return out
 
 
+def _downsampled(input_size: int | None, stages: int) -> dict[str, int]:
+    """The zoo's downsampling for ``input_size``, only where it differs from the stride-1 default."""
+    if input_size is None:
+        return {}
+    return {k: v for k, v in downsampling_for(input_size, stages).items() if v != 1}
+
+
 def _check_choices(named: list[tuple[str, list[list[int]]]], stages: int) -> None:
     for name, per_stage in named:
         if len(per_stage) != stages:
@@ -100,9 +112,11 @@ class ResNetSpace(_Space):
     def genes(self) -> list[list[int]]:
         return [*self.blocks, *self.widths, self.kernel]
 
-    def params(self, cand: Candidate, in_channels: int, num_classes: int) -> dict[str, Any]:
+    def params(
+        self, cand: Candidate, in_channels: int, num_classes: int, input_size: int | None = None
+    ) -> dict[str, Any]:
         n = len(self.blocks)
-        return {
+        return _downsampled(input_size, n) | {
             "blocks": list(cand[:n]),
             "widths": list(cand[n : 2 * n]),
             "kernel": cand[-1],
@@ -139,9 +153,11 @@ class MobileNetSpace(_Space):
     def genes(self) -> list[list[int]]:
         return [*self.depths, *self.widths, *self.expand, *self.kernel]
 
-    def params(self, cand: Candidate, in_channels: int, num_classes: int) -> dict[str, Any]:
+    def params(
+        self, cand: Candidate, in_channels: int, num_classes: int, input_size: int | None = None
+    ) -> dict[str, Any]:
         n = len(self.widths)
-        return {
+        return _downsampled(input_size, n) | {
             "depths": list(cand[:n]),
             "widths": list(cand[n : 2 * n]),
             "expand": list(cand[2 * n : 3 * n]),

@@ -135,7 +135,7 @@ class Search(Pass):
         def evaluate(cand: tuple[int, ...]) -> Evaluated | None:
             if cand in cache:
                 return None if cache[cand] is None else Evaluated(**cache[cand].__dict__)  # type: ignore[union-attr]
-            params = c.space.params(cand, shape[0], k)
+            params = c.space.params(cand, shape[0], k, min(shape[1:]))
             model = build(ModelSpec(arch=c.space.arch, params=params), "search candidate")
             n_params, macs = count_params(model), count_macs(model, shape)
             over = (
