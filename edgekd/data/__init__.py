@@ -48,9 +48,14 @@ def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
 def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: int = 0) -> DataBundle:
     raw, origin = SOURCES[cfg.source](cfg, base_dir)
     classes = [str(c) for c in raw["classes"]] if "classes" in raw else None
+    unreadable = [str(u) for u in raw.get("unreadable", [])]
     raw = {k: raw[k] for k in KEYS}
     _check(raw, cfg, origin)
     notes = []
+    if unreadable:
+        notes.append(
+            f"data: {len(unreadable)} image file(s) could not be read and were skipped (first: {unreadable[0]})"
+        )
     if cfg.normalize is not None:
         mean, std = cfg.normalize.mean, cfg.normalize.std
     elif cfg.source == "fashion-mnist":

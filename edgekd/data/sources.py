@@ -74,6 +74,7 @@ def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
     c, h, w = cfg.input_shape
     out: Raw = {}
     classes: list[str] | None = None
+    unreadable: list[str] = []
     for split in ("train", "test"):
         if not (root / split).is_dir():
             raise DataError(
@@ -93,14 +94,26 @@ def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
             for f in sorted((d / cls).iterdir()):
                 if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
                     continue
-                img = Image.open(f).convert("L" if c == 1 else "RGB").resize((w, h))
+                try:
+                    with Image.open(f) as opened:
+                        img = opened.convert("L" if c == 1 else "RGB").resize((w, h))
+                except (OSError, ValueError, SyntaxError) as exc:  # truncated, not an image, corrupt header
+                    unreadable.append(f"{f}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                    continue
                 a = np.asarray(img, dtype=np.uint8)
                 xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
                 ys.append(label)
         if not xs:
+            bad = [u for u in unreadable if u.startswith(str(d))]
+            if bad:
+                raise DataError(
+                    f"{d}: none of its {len(bad)} image file(s) can be read (first: {bad[0]})",
+                    fix="replace or remove the broken files (PIL cannot open them)",
+                )
             raise DataError(f"{d}: no images found", fix="add .png/.jpg files under one folder per class")
         out[f"x_{split}"], out[f"y_{split}"] = np.stack(xs), np.asarray(ys, dtype=np.int64)
     out["classes"] = np.asarray(classes or [])
+    out["unreadable"] = np.asarray(unreadable, dtype=str)
     return out, f"image-folder ({root}, classes: {', '.join(classes or [])})"
 
 

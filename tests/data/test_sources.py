@@ -94,6 +94,39 @@ def test_image_folder_source(tmp_path: Path) -> None:
     assert "classes: cat, dog" in b.source
 
 
+def _folder(root: Path, per_class: int = 3) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+
+
+def test_image_folder_skips_unreadable_files_and_says_so(tmp_path: Path) -> None:
+    """A truncated or mislabelled file ended in PIL's raw traceback; now it is skipped, counted and named."""
+    _folder(tmp_path)
+    (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    cfg = _cfg(source="image-folder", path=tmp_path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0)
+    b = load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert len(b.train) == 6
+    (note,) = [n for n in b.notes if "could not be read" in n]
+    assert "1 image file(s) could not be read and were skipped" in note and "broken.png" in note
+    assert b.preprocessing["output"]["classes"] == ["cat", "dog"]
+    assert b.preprocessing["resize"]["size"] == [8, 8]
+
+
+def test_an_image_folder_split_with_no_readable_file_is_an_error_naming_one(tmp_path: Path) -> None:
+    _folder(tmp_path)
+    for f in (tmp_path / "test").rglob("*.png"):
+        f.write_bytes(b"garbage")
+    cfg = _cfg(source="image-folder", path=tmp_path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0)
+    with pytest.raises(DataError, match=r"test: none of its 6 image file\(s\) can be read \(first: .*0\.png"):
+        load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+
+
 def test_callable_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mydata.py").write_text(
         "import numpy as np\n"

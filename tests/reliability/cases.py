@@ -213,6 +213,49 @@ def _tuple_teacher(folder: Path) -> list[str]:
     return _compile(cfg, folder)
 
 
+def _unreadable_images(cfg: dict, folder: Path) -> None:
+    """An image folder whose test images are all broken files (truncated downloads, text saved as .png)."""
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (folder / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                target = folder / "imgs" / split / cls / f"{i}.png"
+                if split == "test":
+                    target.write_bytes(b"<html>404</html>")
+                else:
+                    from PIL import Image
+
+                    Image.fromarray(np.full((28, 28), 60 * i, np.uint8)).save(target)
+    cfg["data"] = {"source": "image-folder", "path": str(folder / "imgs"), "num_classes": 10}
+
+
+BRANCHY = """
+import torch
+from edgekd.models import zoo
+
+
+class Branchy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 10})
+
+    def forward(self, x):
+        if x.mean() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            return self.body(x)
+        return self.body(-x)
+
+
+def build():
+    return Branchy()
+"""
+
+
+def _qat_untraceable(cfg: dict, folder: Path) -> None:
+    (folder / "branchy_student.py").write_text(BRANCHY)
+    cfg["student"] = {"arch": "branchy_student:build", "params": {}}
+    cfg["passes"] = [{"quantize": {"precision": "int8", "method": "qat", "qat": {"epochs": 1}}}, {"lower": {}}]
+
+
 def _size_unmet(folder: Path) -> list[str]:
     cfg = tiny_config(
         folder,
@@ -589,6 +632,34 @@ CASES: list[Case] = [
         "ConfigError",
         ("teacher.arch: names code to import and run ('os:system')", "--no-code refuses"),
         _with(lambda c, f: c["teacher"].update(arch="os:system", params={"command": "true"}), "--no-code"),
+    ),
+    Case(
+        "image-folder-unreadable",
+        "an image folder whose test images cannot be read (broken files saved as .png)",
+        "DataError",
+        ("test: none of its 8 image file(s) can be read (first:", "0.png", "replace or remove the broken files"),
+        _with(_unreadable_images),
+    ),
+    Case(
+        "taps-not-found",
+        "teacher.taps names a module the teacher does not have",
+        "ModelError",
+        ("teacher.taps.features: 'layer9' is not a module of CifarResNet", "name one of its modules"),
+        _with(
+            lambda c, f: (
+                c["teacher"].update(taps={"features": "layer9"}),
+                c.update(passes=[{"search": {"population": 2, "iterations": 2}}, {"report": {}}]),
+            )
+        ),
+        creates_run=True,
+    ),
+    Case(
+        "qat-untraceable",
+        "QAT of a student whose forward branches on the data (torch.fx cannot trace it)",
+        "ModelError",
+        ("torch.fx", "method: ptq"),
+        _with(_qat_untraceable),
+        creates_run=True,
     ),
     Case(
         "prune-ignore-unknown",
