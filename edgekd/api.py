@@ -30,6 +30,7 @@ from edgekd.core.errors import STORAGE_ERRNOS, ConfigError, EdgekdError, Pipelin
 from edgekd.core.progress import EventLog, console, notes_to
 from edgekd.data import load_data
 from edgekd.latency.measure import LatencyStats
+from edgekd.models import zoo
 from edgekd.models.build import build, check_input, load_weights
 from edgekd.pipeline.context import Context
 from edgekd.train.loop import predict as predict_logits
@@ -102,7 +103,8 @@ def compile(
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.resolve(cfg.teacher.checkpoint), "teacher")
     check_input(teacher, cfg.data.input_shape, cfg.data.num_classes, "teacher")
-    if cfg.teacher.checkpoint is None and ":" not in cfg.teacher.arch:  # a user builder may load its own weights
+    library = cfg.teacher.arch.partition(":")[0] in zoo.LIBRARIES  # torchvision:/timm: build without weights
+    if cfg.teacher.checkpoint is None and (":" not in cfg.teacher.arch or library):  # a builder may load its own
         console.print("[yellow]warning:[/] teacher.checkpoint not set: the teacher is randomly initialised")
     student = None
     if cfg.student is not None:

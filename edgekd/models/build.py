@@ -84,6 +84,13 @@ def build(spec: ModelSpec, key: str) -> nn.Module:
             setattr(model, NAMED, named)
         return model
     except ImportError as exc:
+        library = spec.arch.partition(":")[0]
+        if library in zoo.LIBRARIES:
+            raise ModelError(
+                f"{key}.arch: {spec.arch!r} needs {library}, which cannot be imported here ({exc})",
+                fix=f"pip install {library} (the release built for torch {torch.__version__.split('+')[0]}, "
+                "through the constraints file) and check the model name",
+            ) from exc
         raise ModelError(
             f"{key}.arch: cannot import {spec.arch!r} ({exc})",
             fix="make the module importable (install it or set PYTHONPATH) and check the function name",

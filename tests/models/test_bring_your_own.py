@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import edgekd
+from edgekd.config.model import ModelSpec
 from edgekd.core.errors import ModelError
+from edgekd.models.build import build, check_input
 from tests.helpers import write_config
 
 BUILDERS = """
@@ -120,3 +122,29 @@ def test_a_search_runs_with_a_user_cnn_teacher(tmp_path: Path) -> None:
     }
     res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
     assert res.metrics["search"]["proxy"] == "diswot" and res.metrics["search"]["chosen"]
+
+
+def test_a_model_library_that_is_not_installed_names_itself_and_the_fix() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed here")
+    with pytest.raises(ModelError, match=r"teacher.arch: 'torchvision:resnet18' needs torchvision") as err:
+        build(ModelSpec(arch="torchvision:resnet18"), "teacher")
+    assert "pip install torchvision" in (err.value.fix or "")
+
+
+@pytest.mark.parametrize(("arch", "params"), [("timm:resnet18", {"pretrained": True}),
+                                               ("torchvision:resnet18", {"weights": "DEFAULT"})])  # fmt: skip
+def test_pretrained_downloads_are_refused_before_anything_is_imported(arch: str, params: dict) -> None:
+    with pytest.raises(ModelError, match="downloads weights from the internet; leave it out") as err:
+        build(ModelSpec(arch=arch, params=params), "teacher")
+    assert "checkpoint:" in str(err.value)
+
+
+def test_a_torchvision_architecture_builds_and_takes_a_checkpoint(tmp_path: Path) -> None:
+    torchvision = pytest.importorskip("torchvision", reason="torchvision does not import beside this torch build")
+    spec = ModelSpec(arch="torchvision:mobilenet_v3_small", params={"num_classes": 10})
+    model = build(spec, "teacher")
+    assert isinstance(model, torchvision.models.MobileNetV3)
+    check_input(model, (3, 224, 224), 10, "teacher")
