@@ -12,7 +12,18 @@ from typing import Any
 from edgekd._version import __version__
 from edgekd.core.errors import EdgekdError
 
-_API = ("CompileResult", "compile", "init", "latency_report", "predict", "profile", "report", "search", "targets")
+_API = (
+    "CompileResult",
+    "compile",
+    "init",
+    "latency_report",
+    "predict",
+    "profile",
+    "report",
+    "score",
+    "search",
+    "targets",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -370,3 +370,49 @@ def init(path: str | Path = "model.yaml", force: bool = False) -> Path:
     from edgekd.config.starter import write_starter
 
     return write_starter(path, force=force)
+
+
+def score(
+    candidates: list[Any],
+    teacher: torch.nn.Module,
+    batches: Any,
+    proxy: str = "diswot",
+    seeds: int = 1,
+) -> list[float]:
+    """Score your own candidate students without training them, as the search pass does.
+
+    ``candidates``: ``nn.Module`` instances (scored with the weights they have; DisWOT and Zen score gaussian
+    re-initialised copies) or zero-argument builders (called with the global generator seeded, so their default
+    initialisation depends on the seed only). ``batches``: one ``(x, y)`` pair of tensors or a list of them (real
+    images, labels as class indices). ``proxy``: diswot (against ``teacher``), params, macs, grad_norm, snip,
+    synflow, naswot or zen. Returns one score per candidate, higher is better: the mean over batches and
+    ``seeds`` seeds; ``-inf`` for a candidate that is degenerate on any of them (dead, constant output). The
+    classifier and the feature map are found by forward hooks, so any image classifier works.
+    """
+    from edgekd.stages.search.proxies import PROXIES, ProbeBatch, build_seeded
+    from edgekd.stages.search.proxies import score as proxy_score
+    from edgekd.stages.search.stage import aggregate
+
+    if proxy not in PROXIES:
+        raise ConfigError(f"proxy {proxy!r} is not one of {', '.join(PROXIES)}", fix="pick one of those proxies")
+    if seeds < 1:
+        raise ConfigError(f"seeds {seeds}: must be >= 1", fix="give the number of seeds to average over")
+    pairs = [batches] if isinstance(batches, tuple) else list(batches)
+    if not pairs or any(not (isinstance(p, tuple) and len(p) == 2) for p in pairs):
+        raise ConfigError("batches: give an (x, y) pair of tensors or a list of them", fix="e.g. batches=(x, y)")
+    with torch.no_grad():
+        num_classes = int(predict_logits(teacher, pairs[0][0][:1]).shape[1])
+    probes = [ProbeBatch(x, y.long(), num_classes) for x, y in pairs]
+    out = []
+    for i, cand in enumerate(candidates):
+        values = []
+        for seed in range(seeds):
+            model = cand if isinstance(cand, torch.nn.Module) else build_seeded(cand, seed)
+            if not isinstance(model, torch.nn.Module):
+                raise ConfigError(
+                    f"candidates[{i}]: a builder returned {type(model).__name__}, not a torch.nn.Module",
+                    fix="give modules or zero-argument functions returning one",
+                )
+            values += [proxy_score(proxy, model, b, teacher, seed=seed * len(probes) + j) for j, b in enumerate(probes)]
+        out.append(aggregate(values)[0])
+    return out

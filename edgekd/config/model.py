@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edgekd.core.device import PATTERN as DEVICE_PATTERN
+from edgekd.core.device_spec import PATTERN as DEVICE_PATTERN
 from edgekd.core.schema import Strict
 
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from edgekd.core.device_spec import PATTERN
 from edgekd.core.errors import ConfigError
 
-PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekd.core.errors import ModelError
 from edgekd.models.count import count_macs, count_params
 from edgekd.models.taps import run_tapped
 
@@ -151,11 +152,29 @@ def relation_distance(a_s: torch.Tensor, a_t: torch.Tensor) -> float:
     return float((_row_normalise(a_t @ a_t.T) - _row_normalise(a_s @ a_s.T)).pow(2).sum() / (n * n))
 
 
+def degenerate(g: torch.Tensor, a: torch.Tensor) -> str | None:
+    """Why a network's DisWOT statistics carry no signal, or None: an all-zero classifier gradient, or features that
+    are the same for every sample (a dead or constant network). ``F.normalize`` maps a zero row to zero, so such a
+    network got M_s = 1 and M_r = 1/N, better than live random networks (~1.4): it must score worst instead."""
+    if not bool(torch.isfinite(g).all()) or not bool(torch.isfinite(a).all()):
+        return "non-finite gradient or features"
+    if float(g.abs().max()) == 0.0:
+        return "zero classifier gradient"
+    spread = float((a - a[:1]).abs().max())
+    if spread <= 1e-6 * max(float(a.abs().max()), 1e-30):
+        return "features identical for every sample"
+    return None
+
+
 def diswot(student: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, seed: int = 0) -> float:
+    """-(M_s + M_r); ``-inf`` (the worst score) for a student whose statistics are degenerate (:func:`degenerate`)."""
     if teacher is None:
         raise ValueError("diswot scores a student against a teacher")
-    m_s, m_r = diswot_distances(student, teacher, batch, seed)
-    return -(m_s + m_r)
+    g_s, a_s = diswot_stats(student, batch, seed, "student")
+    if degenerate(g_s, a_s):
+        return float("-inf")
+    g_t, a_t = teacher_stats(teacher, batch, seed)
+    return -(semantic_distance(g_s, g_t) + relation_distance(a_s, a_t))
 
 
 def params(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
@@ -201,19 +220,30 @@ def synflow(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = Non
     return float(sum((p.detach() * p.grad).abs().sum() for p in _weights(m) if p.grad is not None))
 
 
+#: activation modules whose sign pattern NASWOT reads (x > 0: the unit is active)
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish)
+
+
 def naswot(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
-    """NASWOT (Mellor et al. 2021): log|det K_H|, K_H = N_A - Hamming distance of binary ReLU codes."""
+    """NASWOT (Mellor et al. 2021): log|det K_H|, K_H = N_A - Hamming distance of binary activation codes (every
+    activation module of :data:`ACTIVATIONS`)."""
     m = copy.deepcopy(model).train()
     codes: list[torch.Tensor] = []
     hooks = [
         r.register_forward_hook(lambda _m, _i, o: codes.append((o.detach() > 0).flatten(1).double()))
         for r in m.modules()
-        if isinstance(r, nn.ReLU)
+        if isinstance(r, ACTIVATIONS)
     ]
     with torch.no_grad():
         m(batch.x)
     for h in hooks:
         h.remove()
+    if not codes:
+        raise ModelError(
+            f"naswot: {type(model).__name__} calls no activation module ({', '.join(a.__name__ for a in ACTIVATIONS)})"
+            " in forward; NASWOT reads their binary codes (F.relu in forward leaves nothing to hook)",
+            fix="use another proxy (search.proxy: diswot, snip, ...) or activation modules",
+        )
     c = torch.cat(codes, 1)
     kernel = c @ c.T + (1 - c) @ (1 - c).T
     return float(torch.linalg.slogdet(kernel)[1])
@@ -232,8 +262,12 @@ def zen(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, a
     with torch.no_grad():
         f, f_eps = run_tapped(m, x, "candidate").features, run_tapped(m, x + alpha * eps, "candidate").features
         delta = (f - f_eps).abs().sum((1, 2, 3)).mean()
+        # a BN whose input is all zero (a branch fed by a zero op) has zero variance: log 0 = -inf would rank
+        # the whole network last whatever its other layers; Zen's sum leaves such layers out
         log_bn = sum(
-            torch.log(torch.sqrt(bn.running_var.mean())) for bn in m.modules() if isinstance(bn, nn.BatchNorm2d)
+            torch.log(torch.sqrt(v))
+            for bn in m.modules()
+            if isinstance(bn, nn.BatchNorm2d) and (v := bn.running_var.mean()) > 0
         )
     return float(torch.log(delta) + log_bn)
 
@@ -252,8 +286,19 @@ PROXIES: dict[str, Proxy] = {
 
 
 def score(name: str, model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, seed: int = 0) -> float:
-    """Score ``model`` with proxy ``name``; the seed fixes every random initialisation inside."""
-    torch.manual_seed(seed)
+    """Score ``model`` (its weights as given; DisWOT and Zen re-initialise copies) with proxy ``name``; the seed
+    fixes every random draw inside, and the global random state is left as it was. :func:`build_seeded` builds
+    candidates whose default initialisation is fixed by a seed too."""
     if name == "diswot":
         return diswot(model, batch, teacher, seed)
-    return PROXIES[name](model, batch, teacher)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PROXIES[name](model, batch, teacher)
+
+
+def build_seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``make()`` with the global generator seeded for the call (and restored after it): a candidate's default
+    initialisation depends on ``seed`` only, not on what ran before (the baselines score those weights)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()

@@ -36,7 +36,7 @@ def search_section(s: dict[str, Any]) -> Section:
     points = []
     seen = set()
     for p in history:
-        if p.get(cost_key) is None or key(p) in seen:
+        if p.get(cost_key) is None or p.get("score") is None or key(p) in seen:  # null score: scored worst
             continue
         seen.add(key(p))
         label = p.get("label") or f"{p['blocks']} x {p['widths']} k{p['kernel']}"

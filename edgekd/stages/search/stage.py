@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import statistics
 import time
@@ -34,7 +35,7 @@ from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.search.evolution import Evaluated, aging_evolution, pareto
-from edgekd.stages.search.proxies import PROXIES, ProbeBatch, score
+from edgekd.stages.search.proxies import PROXIES, ProbeBatch, build_seeded, score
 from edgekd.stages.search.report import search_section
 from edgekd.stages.search.space import ResNetSpace, SearchSpace, Space
 
@@ -65,11 +66,23 @@ class SearchConfig(Strict):
         return v
 
 
+def aggregate(values: list[float]) -> tuple[float, float]:
+    """Mean and population std of a candidate's per-batch scores. A NaN or -inf on any batch (a degenerate
+    network) makes the candidate the worst, -inf (std 0); +inf, a proxy's overflow, is no evidence either."""
+    if any(not math.isfinite(v) for v in values):
+        return float("-inf"), 0.0
+    return statistics.mean(values), statistics.pstdev(values)
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no -Infinity: null means "scored worst"
+
+
 def _row(e: Evaluated, space: Space) -> dict[str, Any]:
     return {
         "label": space.describe(e.cand),
         **{k: v for k, v in e.params.items() if k not in ("in_channels", "num_classes")},
-        "score": e.score,
+        "score": _finite(e.score),
         "score_std": e.score_std,
         "params": e.n_params,
         "macs": e.macs,
@@ -130,13 +143,15 @@ class Search(Pass):
             for idx in order[: c.batches * c.batch_size].split(c.batch_size)
         ]
         rejected = {"params": 0, "macs": 0, "latency_ms": 0}
+        unscorable = [0]  # candidates whose proxy score is -inf (dead, constant) on some batch: ranked last
         cache: dict[tuple[int, ...], Evaluated | None] = {}
 
         def evaluate(cand: tuple[int, ...]) -> Evaluated | None:
             if cand in cache:
                 return None if cache[cand] is None else Evaluated(**cache[cand].__dict__)  # type: ignore[union-attr]
             params = c.space.params(cand, shape[0], k, min(shape[1:]))
-            model = build(ModelSpec(arch=c.space.arch, params=params), "search candidate")
+            spec = ModelSpec(arch=c.space.arch, params=params)
+            model = build_seeded(lambda: build(spec, "search candidate"), seed)
             n_params, macs = count_params(model), count_macs(model, shape)
             over = (
                 "params"
@@ -155,7 +170,10 @@ class Search(Pass):
                 cache[cand] = None
                 return None
             values = [score(c.proxy, model, b, ctx.teacher, seed=seed + i) for i, b in enumerate(batches)]
-            e = Evaluated(cand, params, statistics.mean(values), statistics.pstdev(values), n_params, macs, latency)
+            mean, std = aggregate(values)
+            if not math.isfinite(mean):
+                unscorable[0] += 1
+            e = Evaluated(cand, params, mean, std, n_params, macs, latency)
             cache[cand] = e
             return Evaluated(**e.__dict__)
 
@@ -194,6 +212,7 @@ class Search(Pass):
             "history": [_row(e, c.space) for e in history],
             "evaluated_unique": sum(v is not None for v in cache.values()),
             "rejected": rejected,
+            "scored_worst": unscorable[0],
             "seconds": round(seconds, 1),
         }
         with ctx.artifact("search_json", "search.json", "json", precision="-", backend="-") as tmp:

@@ -1,0 +1,140 @@
+"""Proxies, correlation and search on degenerate candidates: dead networks score worst, infinities rank and never
+crash, NASWOT reads any activation module, and a seed (not what ran before) fixes a candidate's weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgekd.core.errors import ModelError
+from edgekd.data.sources import FASHION_MNIST_SUBSET
+from edgekd.models import zoo
+from edgekd.stages.search.correlation import kendall_tau, spearman_rho
+from edgekd.stages.search.proxies import ProbeBatch, build_seeded, score
+from edgekd.stages.search.stage import aggregate
+
+
+@pytest.fixture(scope="module")
+def batch() -> ProbeBatch:
+    with np.load(FASHION_MNIST_SUBSET) as f:
+        x = torch.from_numpy(f["x_train"][:32]).float() / 255
+        y = torch.from_numpy(f["y_train"][:32].astype(np.int64))
+    return ProbeBatch((x - 0.286) / 0.353, y, 10)
+
+
+def _net(width: int = 8) -> nn.Module:
+    torch.manual_seed(0)
+    return zoo.build("resnet", {"depth": 8, "width": width, "in_channels": 1})
+
+
+class Dead(nn.Module):
+    """A candidate whose features are zero for every input (a zero op before the pooling)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.conv(x) * 0.0).flatten(1))
+
+
+def test_a_dead_network_scores_worst_with_diswot(batch: ProbeBatch) -> None:
+    """Before: the zero features normalised to zero gave M_s = 1, M_r = 1/N: about -1.03, above live random
+    networks (~ -1.4), so dead candidates ranked in the top fifth."""
+    teacher = _net(16)
+    live = [score("diswot", _net(w), batch, teacher) for w in (4, 8)]
+    assert all(math.isfinite(v) for v in live)
+    assert score("diswot", Dead(), batch, teacher) == float("-inf") < min(live)
+
+
+class ZeroBranch(nn.Module):
+    """A BatchNorm fed by a zero op (as cells of NAS benchmarks have): its batch variance is 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.zero_bn = nn.BatchNorm2d(8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(x)))
+        return self.fc(self.pool(h + self.zero_bn(h * 0.0)).flatten(1))
+
+
+def test_zen_leaves_zero_variance_batch_norms_out(batch: ProbeBatch) -> None:
+    assert math.isfinite(score("zen", ZeroBranch(), batch))  # before: -inf for any such network
+
+
+def test_rank_correlations_rank_infinities_and_refuse_nan() -> None:
+    ground = [1.0, 2.0, 3.0, 4.0]
+    # before: -inf - -inf is NaN, and the tau was NaN
+    assert kendall_tau([float("-inf"), float("-inf"), 0.5, 2.0], ground) == pytest.approx(5 / math.sqrt(5 * 6))
+    assert kendall_tau([float("-inf"), 0.0, 1.0, float("inf")], ground) == 1.0
+    assert spearman_rho([float("-inf"), 0.0, 1.0, float("inf")], ground) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="NaN is not a rank"):
+        kendall_tau([float("nan"), 0.0, 1.0, 2.0], ground)
+
+
+def test_a_candidate_with_an_infinite_batch_score_is_ranked_last_not_a_crash() -> None:
+    assert aggregate([-1.0, -2.0]) == (-1.5, 0.5)
+    assert aggregate([-1.0, float("-inf")]) == (float("-inf"), 0.0)  # before: statistics.pstdev raised
+    assert aggregate([float("nan"), 1.0])[0] == float("-inf")
+
+
+def test_naswot_reads_gelu_and_says_when_there_is_no_activation_module(batch: ProbeBatch) -> None:
+    gelu = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    assert math.isfinite(score("naswot", gelu, batch))  # before: torch.cat([]) on a model without nn.ReLU
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+    with pytest.raises(ModelError, match="naswot: Functional calls no activation module"):
+        score("naswot", Functional(), batch)
+
+
+def test_a_seed_fixes_a_candidates_weights_whatever_ran_before(batch: ProbeBatch) -> None:
+    def make() -> nn.Module:
+        return zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1})
+
+    torch.manual_seed(123)
+    first = build_seeded(make, 7)
+    torch.randn(1000)  # other work in between moves the global generator
+    second = build_seeded(make, 7)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert score("snip", first, batch) == score("snip", second, batch)
+    state = torch.get_rng_state()
+    score("synflow", first, batch, seed=3)
+    assert torch.equal(state, torch.get_rng_state())  # scoring leaves the caller's random state alone
+
+
+def test_users_score_their_own_candidates_through_the_public_api(batch: ProbeBatch) -> None:
+    import edgekd
+
+    def plain() -> nn.Module:  # a user's own nn.Sequential CNN, built by a function
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+        )
+
+    teacher = _net(16)
+    cands = [plain, lambda: _net(8), Dead()]
+    scores = edgekd.score(cands, teacher, (batch.x, batch.y), proxy="diswot", seeds=2)
+    assert len(scores) == 3 and all(math.isfinite(s) for s in scores[:2]) and scores[2] == float("-inf")
+    assert edgekd.score(cands, teacher, [(batch.x, batch.y)], proxy="diswot", seeds=2) == scores  # deterministic
+    snip = edgekd.score([plain, plain], teacher, (batch.x, batch.y), proxy="snip")
+    assert snip[0] == snip[1]  # a builder's weights depend on the seed only
+    with pytest.raises(edgekd.EdgekdError, match="proxy 'diswott' is not one of"):
+        edgekd.score(cands, teacher, (batch.x, batch.y), proxy="diswott")
