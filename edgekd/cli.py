@@ -107,10 +107,20 @@ def _cmd_search(a: argparse.Namespace) -> int:
     )
     width = max(len(r["label"]) for r in s["pareto"])
     print(f"  {'candidate':{width}s} {'score':>10s} {'params':>8s} {'MACs':>10s} {'latency ms':>10s}")
-    for r in s["pareto"]:
-        mark = "  <- chosen" if r == s["chosen"] else ""
+
+    def line(r: dict, mark: str = "") -> str:
         lat = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
-        print(f"  {r['label']:{width}s} {r['score']:10.4g} {r['params']:8d} {r['macs']:10d} {lat:>10s}{mark}")
+        sc = f"{r['score']:10.4g}" if r["score"] is not None else f"{'worst':>10s}"
+        return f"  {r['label']:{width}s} {sc} {r['params']:8d} {r['macs']:10d} {lat:>10s}{mark}"
+
+    for r in s["pareto"]:
+        print(line(r, "  <- chosen" if r == s["chosen"] else ""))
+    if s.get("per_budget"):
+        print("One student per budget (the compile trains the first):")
+        for b in s["per_budget"]:
+            limit = ", ".join(f"{k} <= {v:g}" for k, v in b["budget"].items())
+            print(f"  {limit}:")
+            print(line(b["chosen"]) if b["chosen"] else "    none within this budget")
     print(f"search.json: {res.artifacts['search_json']}")
     return 0
 

@@ -20,10 +20,11 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgekd.config.model import ModelSpec
 from edgekd.core.errors import PipelineError
@@ -41,9 +42,40 @@ from edgekd.stages.search.space import ResNetSpace, SearchSpace, Space
 
 
 class Budget(Strict):
+    """Limits a candidate must meet. ``latency_ms`` or ``macs`` may be a list: several budgets in one search
+    (AutoDistil), one student per budget; the compile trains the first one's."""
+
     params: int | None = Field(default=None, gt=0)
-    macs: float | None = Field(default=None, gt=0)
-    latency_ms: float | None = Field(default=None, gt=0, description="batch-1 latency on the target")
+    macs: float | list[float] | None = Field(default=None, description="MACs; a list: one student per budget")
+    latency_ms: float | list[float] | None = Field(
+        default=None, description="batch-1 latency on the target; a list: one student per budget"
+    )
+
+    @model_validator(mode="after")
+    def _lists(self) -> Budget:
+        lists = [k for k in ("macs", "latency_ms") if isinstance(getattr(self, k), list)]
+        if len(lists) > 1:
+            raise ValueError("give several budgets for one of macs or latency_ms, not both")
+        for k in ("macs", "latency_ms"):
+            v = getattr(self, k)
+            values = v if isinstance(v, list) else [] if v is None else [v]
+            if isinstance(v, list) and not v:
+                raise ValueError(f"{k}: give at least one budget")
+            if any(x <= 0 for x in values):
+                raise ValueError(f"{k}: every budget must be > 0")
+        return self
+
+    def each(self) -> list[Budget]:
+        """One budget with single limits per listed value (just this one when nothing is a list)."""
+        for k in ("macs", "latency_ms"):
+            v = getattr(self, k)
+            if isinstance(v, list):
+                return [self.model_copy(update={k: x}) for x in v]
+        return [self]
+
+    def swept(self) -> str | None:
+        """The key whose value lists several budgets, or None."""
+        return next((k for k in ("macs", "latency_ms") if isinstance(getattr(self, k), list)), None)
 
 
 class SearchConfig(Strict):
@@ -144,56 +176,80 @@ class Search(Pass):
         ]
         rejected = {"params": 0, "macs": 0, "latency_ms": 0}
         unscorable = [0]  # candidates whose proxy score is -inf (dead, constant) on some batch: ranked last
-        cache: dict[tuple[int, ...], Evaluated | None] = {}
+        # what a candidate is (built once, whatever the budget), and its score once it met a budget
+        built: dict[tuple[int, ...], tuple[dict[str, Any], torch.nn.Module, int, int]] = {}
+        latencies: dict[tuple[int, ...], float] = {}
+        scored: dict[tuple[int, ...], Evaluated] = {}
 
-        def evaluate(cand: tuple[int, ...]) -> Evaluated | None:
-            if cand in cache:
-                return None if cache[cand] is None else Evaluated(**cache[cand].__dict__)  # type: ignore[union-attr]
-            params = c.space.params(cand, shape[0], k, min(shape[1:]))
-            spec = ModelSpec(arch=c.space.arch, params=params)
-            model = build_seeded(lambda: build(spec, "search candidate"), seed)
-            n_params, macs = count_params(model), count_macs(model, shape)
-            over = (
-                "params"
-                if c.budget.params and n_params > c.budget.params
-                else "macs"
-                if c.budget.macs and macs > c.budget.macs
-                else None
-            )
-            latency = None
-            if over is None and measure:
-                latency = lat.fn(model, shape)  # type: ignore[misc]
-                if c.budget.latency_ms and latency > c.budget.latency_ms:
+        def evaluate_under(limit: Budget) -> Callable[[tuple[int, ...]], Evaluated | None]:
+            def evaluate(cand: tuple[int, ...]) -> Evaluated | None:
+                if cand not in built:
+                    params = c.space.params(cand, shape[0], k, min(shape[1:]))
+                    spec = ModelSpec(arch=c.space.arch, params=params)
+                    model = build_seeded(lambda: build(spec, "search candidate"), seed)
+                    built[cand] = (params, model, count_params(model), count_macs(model, shape))
+                params, model, n_params, macs = built[cand]
+                over = (
+                    "params"
+                    if limit.params and n_params > limit.params
+                    else "macs"
+                    if limit.macs and macs > limit.macs  # type: ignore[operator]
+                    else None
+                )
+                if over is None and measure and cand not in latencies:
+                    latencies[cand] = lat.fn(model, shape)  # type: ignore[misc]
+                latency = latencies.get(cand)
+                if over is None and limit.latency_ms and latency is not None and latency > limit.latency_ms:  # type: ignore[operator]
                     over = "latency_ms"
-            if over is not None:
-                rejected[over] += 1
-                cache[cand] = None
-                return None
-            values = [score(c.proxy, model, b, ctx.teacher, seed=seed + i) for i, b in enumerate(batches)]
-            mean, std = aggregate(values)
-            if not math.isfinite(mean):
-                unscorable[0] += 1
-            e = Evaluated(cand, params, mean, std, n_params, macs, latency)
-            cache[cand] = e
-            return Evaluated(**e.__dict__)
+                if over is not None:
+                    rejected[over] += 1
+                    return None
+                if cand not in scored:
+                    values = [score(c.proxy, model, b, ctx.teacher, seed=seed + i) for i, b in enumerate(batches)]
+                    mean, std = aggregate(values)
+                    if not math.isfinite(mean):
+                        unscorable[0] += 1
+                    scored[cand] = Evaluated(cand, params, mean, std, n_params, macs, latency)
+                return Evaluated(**scored[cand].__dict__)
 
+            return evaluate
+
+        budgets = c.budget.each()
         bar = ctx.progress("search")
-        bar.start(f"{c.proxy}, aging evolution", c.population + c.iterations)
+        steps = c.population + c.iterations
+        bar.start(f"{c.proxy}, aging evolution" + (f", {len(budgets)} budgets" if len(budgets) > 1 else ""),
+                  steps * len(budgets))  # fmt: skip
         t0 = time.perf_counter()
-        history = aging_evolution(
-            c.space,
-            evaluate,
-            c.population,
-            c.sample,
-            c.iterations,
-            random.Random(seed),
-            c.crossover,
-            on_step=lambda n, e: bar.advance(1, score=e.score),
-        )
+        history: list[Evaluated] = []
+        winners: list[Evaluated | None] = []
+        for limit in budgets:  # one evolution per budget (AutoDistil), sharing every built and scored candidate
+            try:
+                found = aging_evolution(
+                    c.space,
+                    evaluate_under(limit),
+                    c.population,
+                    c.sample,
+                    c.iterations,
+                    random.Random(seed),
+                    c.crossover,
+                    on_step=lambda n, e: bar.advance(1, score=e.score),
+                )
+            except PipelineError as exc:
+                if len(budgets) == 1:
+                    raise
+                where = ", ".join(f"{k} {v}" for k, v in limit.model_dump(exclude_none=True).items())
+                raise PipelineError(f"{exc.message} (budget {where})", fix=exc.fix) from exc
+            winners.append(max(found, key=lambda e: e.score) if found else None)
+            history += found
         seconds = time.perf_counter() - t0
-        best = max(history, key=lambda e: e.score)
-        front = pareto(history)
-        bar.finish(best_score=best.score, evaluated=len(cache))
+        if winners[0] is None:
+            raise PipelineError(
+                f"search: no candidate of the space meets the first budget {budgets[0].model_dump(exclude_none=True)}",
+                fix="loosen search.budget or widen search.space",
+            )
+        best = winners[0]
+        front = pareto(list({e.cand: e for e in history}.values()))
+        bar.finish(best_score=best.score, evaluated=len(scored))
         ctx.student_spec = ModelSpec(arch=c.space.arch, params=best.params)
         torch.manual_seed(seed)
         ctx.student = build(ctx.student_spec, "student")
@@ -210,7 +266,13 @@ class Search(Pass):
             "chosen": _row(best, c.space),
             "pareto": [_row(e, c.space) for e in front],
             "history": [_row(e, c.space) for e in history],
-            "evaluated_unique": sum(v is not None for v in cache.values()),
+            "evaluated_unique": len(scored),
+            "per_budget": [
+                {"budget": limit.model_dump(exclude_none=True), "chosen": _row(w, c.space) if w else None}
+                for limit, w in zip(budgets, winners, strict=True)
+            ]
+            if c.budget.swept()
+            else None,
             "rejected": rejected,
             "scored_worst": unscorable[0],
             "seconds": round(seconds, 1),

@@ -82,3 +82,33 @@ def test_search_over_the_mobilenet_space_distills_and_exports_the_choice(tmp_pat
     assert res.metrics["student"]["params_spec"]["depths"] == doc["chosen"]["depths"]
     assert doc["chosen"]["label"].startswith("depths=1,")
     assert res.artifacts["onnx"].is_file() and res.metrics["distill"]["test_accuracy"] > 0
+
+
+def test_several_budgets_in_one_search_give_one_student_each(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """AutoDistil-style: budget.macs lists three budgets; each gets its best candidate within it, the compile
+    trains the first one's, and `edgekd search` prints one student per budget."""
+    from edgekd.cli import main
+
+    search = {**SEARCH, "budget": {"macs": [1.0e6, 1.65e6, 3.0e6]}, "iterations": 3}
+    res = edgekd.compile(_cfg(tmp_path, search), out=tmp_path / "runs", quiet=True)
+    doc = json.loads(res.artifacts["search_json"].read_text())
+    per = doc["per_budget"]
+    assert [b["budget"]["macs"] for b in per] == [1.0e6, 1.65e6, 3.0e6]
+    for b in per:
+        assert b["chosen"]["macs"] <= b["budget"]["macs"]
+    assert per[0]["chosen"]["macs"] < per[2]["chosen"]["macs"]  # a looser budget buys a bigger student here
+    assert doc["chosen"] == per[0]["chosen"]
+    assert res.metrics["student"]["params_spec"]["widths"] == per[0]["chosen"]["widths"]
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "model.yaml"), "--out", str(tmp_path / "runs2"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "One student per budget (the compile trains the first):" in out and "macs <= 1.65e+06:" in out
+
+
+def test_several_budgets_must_be_one_kind() -> None:
+    from edgekd.stages.search.stage import Budget
+
+    with pytest.raises(ValueError, match="several budgets for one of macs or latency_ms, not both"):
+        Budget(macs=[1e6, 2e6], latency_ms=[0.1, 0.2])
+    with pytest.raises(ValueError, match="every budget must be > 0"):
+        Budget(latency_ms=[0.1, -1])
