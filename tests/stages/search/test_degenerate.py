@@ -138,3 +138,22 @@ def test_users_score_their_own_candidates_through_the_public_api(batch: ProbeBat
     assert snip[0] == snip[1]  # a builder's weights depend on the seed only
     with pytest.raises(edgekd.EdgekdError, match="proxy 'diswott' is not one of"):
         edgekd.score(cands, teacher, (batch.x, batch.y), proxy="diswott")
+
+
+@pytest.mark.parametrize("head", ["dropout", "mlp", "flatten"])
+def test_the_closed_form_classifier_gradient_holds_for_any_head(batch: ProbeBatch, head: str) -> None:
+    """DisWOT's dCE/dW of the classifier, computed from one forward pass, equals autograd's for heads other than
+    pool -> fc: dropout before the classifier, an MLP head, a flatten of the whole map (no pooling)."""
+    from edgekd.stages.search.proxies import _fc_grad_and_features, fc_grad_autograd
+
+    torch.manual_seed(0)
+    body = [nn.Conv2d(1, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU()]
+    heads = {
+        "dropout": [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.0), nn.Linear(4, 10)],
+        "mlp": [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 10)],
+        "flatten": [nn.Flatten(), nn.Linear(4 * 13 * 13, 10)],
+    }
+    model = nn.Sequential(*body, *heads[head])
+    closed, features = _fc_grad_and_features(model, batch)
+    torch.testing.assert_close(closed, fc_grad_autograd(model, batch), rtol=1e-4, atol=1e-6)
+    assert features.shape[0] == len(batch.y)
