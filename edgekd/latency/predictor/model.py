@@ -312,8 +312,13 @@ class LatencyPredictor:
             raise ProfilingError(
                 f"{name}: the latency predictor {self.path or ''} has no measurements for kernel type(s) "
                 f"{', '.join(sorted(missing))}",
-                fix="rebuild the predictor with calibration models that contain them "
-                "(edgekd profile --build-predictor; INT8 kernels need --precision int8)",
+                fix=(
+                    "predictors are calibrated on fp32 ONNX models: predict the fp32 file, or measure this one on "
+                    "the device (edgekd profile FILE --device user@host)"
+                    if any(t.startswith("q") for t in missing)
+                    else "rebuild the predictor with calibration models that contain them (edgekd profile "
+                    "--build-predictor)"
+                ),
             )
         overhead = (
             self.overhead_ms

@@ -156,6 +156,10 @@ def test_unmeasured_kernel_types_use_the_nearest_measured_one() -> None:
     assert p.p50_ms == pytest.approx(4 * (0.001 + 0.02 + 0.05 * 0.01) + 0.002)
     with pytest.raises(ProfilingError, match=r"no measurements for kernel type\(s\) qconv3x3") as err:
         pred.predict_graph(Graph([Kernel("qconv3x3", ["q"], 1e6, 1e4, [])], 0.0))
+    # an INT8 kernel: the fix names what works today, not a --precision flag that does not exist
+    assert "calibrated on fp32 ONNX models" in (err.value.fix or "") and "--precision" not in (err.value.fix or "")
+    with pytest.raises(ProfilingError, match=r"no measurements for kernel type\(s\) softmax") as err:
+        pred.predict_graph(Graph([Kernel("softmax", ["s"], 1e6, 1e4, [])], 0.0))
     assert "--build-predictor" in (err.value.fix or "")
 
 
