@@ -201,22 +201,90 @@ def data_parallel(cfg: ModelConfig, settings: dict[str, Any]) -> None:
             ) from None
 
 
+@dataclass
+class Ranking:
+    """:func:`search` over your own candidates: every candidate (``index`` into the list given), best first."""
+
+    ranked: list[dict[str, Any]]
+    pareto: list[dict[str, Any]]  # no other candidate has both a higher score and a lower cost
+    chosen: dict[str, Any] | None  # the best within the budget (None: none meets it)
+    proxy: str
+    cost: str  # latency_ms (measured where the target says) or macs
+
+
 def search(
-    config: str | Path,
+    config: str | Path | list[Any],
     target: str | Path | TargetConfig = "x86-cpu",
     out: str | Path = "runs",
     overrides: list[str] | None = None,
     quiet: bool = False,
     allow_code: bool = True,
-) -> CompileResult:
+    *,
+    teacher: torch.nn.Module | None = None,
+    batches: Any = None,
+    proxy: str = "diswot",
+    budget: dict[str, float] | None = None,
+    seeds: int = 1,
+) -> Any:
     """Run only the search pass(es) of ``config`` (and the report); ``metrics["search"]`` holds the Pareto set.
-    ``allow_code`` as for :func:`compile`."""
+    ``allow_code`` as for :func:`compile`.
+
+    With a list of candidates instead of a config (modules or zero-argument builders; see :func:`score`), rank them
+    against ``teacher`` on ``batches`` and return a :class:`Ranking`: the score, params, MACs and, when
+    ``budget`` has ``latency_ms``, the latency on ``target`` (this host measured, or the target's predictor) of
+    each; the Pareto set; the best candidate within ``budget`` (``params``, ``macs``, ``latency_ms``)."""
+    if isinstance(config, list | tuple):
+        if teacher is None or batches is None:
+            raise ConfigError("search over candidates needs teacher= and batches=", fix="pass both (see README)")
+        return _rank(list(config), teacher, batches, proxy, budget or {}, seeds, target)
     cfg = load_model_config(config, overrides)
     kept = [p for p in cfg.passes if p.name == "search"]
     if not kept:
         raise PipelineError(f"{config}: passes has no search entry", fix="add - search: {...} to passes (see README)")
     cfg.passes = kept
     return compile(cfg, target=target, out=out, quiet=quiet, allow_code=allow_code)
+
+
+def _rank(
+    candidates: list[Any], teacher: torch.nn.Module, batches: Any, proxy: str, budget: dict[str, float],
+    seeds: int, target: str | Path | TargetConfig,
+) -> Ranking:  # fmt: skip
+    from edgekd.latency.search_latency import candidate_latency
+    from edgekd.models.count import count_macs, count_params
+    from edgekd.stages.search.proxies import build_seeded
+
+    unknown = set(budget) - {"params", "macs", "latency_ms"}
+    if unknown:
+        raise ConfigError(f"budget: unknown key(s) {', '.join(sorted(unknown))}", fix="use params, macs, latency_ms")
+    pairs = [batches] if isinstance(batches, tuple) else list(batches)
+    shape = tuple(pairs[0][0].shape[1:])
+    models = [c if isinstance(c, torch.nn.Module) else build_seeded(c, 0) for c in candidates]
+    scores = score(models, teacher, batches, proxy, seeds)
+    timed = "latency_ms" in budget
+    measure = None
+    if timed:
+        lat = candidate_latency(target if isinstance(target, TargetConfig) else load_target(target))
+        if lat.fn is None:
+            raise PipelineError(
+                f"budget latency_ms: {target} cannot be measured here and has no latency predictor",
+                fix="budget params/macs instead, or build the target's predictor (edgekd profile --build-predictor)",
+            )
+        measure = lat.fn
+    rows = []
+    for i, (m, s) in enumerate(zip(models, scores, strict=True)):
+        row = {"index": i, "score": s, "params": count_params(m), "macs": count_macs(m, shape)}
+        row["latency_ms"] = measure(m, shape) if measure is not None else None
+        row["within_budget"] = all(row[k] is not None and row[k] <= v for k, v in budget.items())
+        rows.append(row)
+    cost = "latency_ms" if timed else "macs"
+    ranked = sorted(rows, key=lambda r: -r["score"])
+    front = [
+        r for r in rows
+        if not any(o["score"] >= r["score"] and o[cost] <= r[cost] and (o["score"] > r["score"] or o[cost] < r[cost])
+                   for o in rows)
+    ]  # fmt: skip
+    chosen = next((r for r in ranked if r["within_budget"]), None)
+    return Ranking(ranked, sorted(front, key=lambda r: r[cost]), chosen, proxy, cost)
 
 
 def targets() -> list[TargetConfig]:

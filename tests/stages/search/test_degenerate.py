@@ -157,3 +157,19 @@ def test_the_closed_form_classifier_gradient_holds_for_any_head(batch: ProbeBatc
     closed, features = _fc_grad_and_features(model, batch)
     torch.testing.assert_close(closed, fc_grad_autograd(model, batch), rtol=1e-4, atol=1e-6)
     assert features.shape[0] == len(batch.y)
+
+
+def test_search_ranks_a_users_own_candidates_under_a_budget(batch: ProbeBatch) -> None:
+    import edgekd
+
+    teacher = _net(16)
+    cands = [lambda: _net(4), lambda: _net(8), Dead(), lambda: _net(16)]
+    r = edgekd.search(cands, teacher=teacher, batches=(batch.x, batch.y), budget={"params": 60_000})
+    assert [row["index"] for row in r.ranked][-1] == 2  # the dead network ranks last
+    assert r.chosen is not None and r.chosen["params"] <= 60_000 and r.chosen["index"] != 2
+    assert all(row["within_budget"] == (row["params"] <= 60_000) for row in r.ranked)
+    assert r.cost == "macs" and r.pareto and all(p in r.ranked for p in r.pareto)
+    timed = edgekd.search(cands[:2], teacher=teacher, batches=(batch.x, batch.y), budget={"latency_ms": 100.0})
+    assert timed.cost == "latency_ms" and all(row["latency_ms"] > 0 for row in timed.ranked)
+    with pytest.raises(edgekd.EdgekdError, match="needs teacher= and batches="):
+        edgekd.search(cands)
