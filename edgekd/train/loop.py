@@ -22,7 +22,7 @@ from torch.utils.data import DistributedSampler
 
 from edgekd.core.device import AMP, module_device, on_device
 from edgekd.core.errors import TrainingError
-from edgekd.data.augment import random_crop_flip
+from edgekd.data.augment import randaugment, random_crop_flip, random_resized_crop
 from edgekd.data.dataset import Split
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -58,6 +58,9 @@ class TrainSettings:
     augment: bool = True
     crop_pad: int = 2
     flip: bool = True
+    crop: str = "pad"  # pad: pad-and-crop by crop_pad | resized: random-resized crop (area share in scale) | none
+    scale: tuple[float, float] = (0.08, 1.0)
+    randaugment: tuple[int, int] | None = None  # (operations per image, magnitude 0..10)
     seed: int = 0
     threads: int | None = None
     patience: int | None = None  # stop after this many epochs without a better validation accuracy
@@ -97,6 +100,17 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
         return float("nan")
     logits = predict(model, split.x, batch_size)
     return float((logits.argmax(1) == split.y).float().mean() * 100)
+
+
+def augment_batch(x: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> torch.Tensor:
+    """The training augmentation ``s`` describes, drawn from ``gen`` (the same on every device)."""
+    if s.crop == "resized":
+        x = random_resized_crop(x, s.scale, (3 / 4, 4 / 3), s.flip, gen)
+    else:
+        x = random_crop_flip(x, s.crop_pad if s.crop == "pad" else 0, s.flip, gen)
+    if s.randaugment is not None:
+        x = randaugment(x, s.randaugment[0], s.randaugment[1], gen)
+    return x
 
 
 def _scheduler(opt: torch.optim.Optimizer, s: TrainSettings, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -194,7 +208,7 @@ def _train(
             idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             x, y = data.x[idx], data.y[idx]
             if settings.augment:
-                x = random_crop_flip(x, settings.crop_pad, settings.flip, gen)
+                x = augment_batch(x, settings, gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 terms = loss_fn(model(x), y, idx, x)

@@ -47,6 +47,37 @@ class Optimizer(Strict):
     weight_decay: float = Field(default=5e-4, ge=0)
 
 
+class RandAugment(Strict):
+    ops: int = Field(default=2, ge=1, le=5, description="operations per image")
+    magnitude: int = Field(default=9, ge=0, le=10)
+
+
+class Augment(Strict):
+    """Training augmentation (``augment: true`` is these defaults; ``false``: none)."""
+
+    crop: Literal["auto", "pad", "resized", "none"] = Field(
+        default="auto",
+        description="pad: reflect-pad by `pad` and crop back; resized: random-resized crop (area share in `scale`, "
+        "aspect 3/4..4/3); auto: pad under 64 pixels, resized from 64",
+    )
+    pad: int = Field(default=2, ge=0)
+    scale: tuple[float, float] = Field(default=(0.08, 1.0))
+    flip: bool = True
+    randaugment: RandAugment | None = Field(default=None, description="RandAugment's geometric and contrast ops")
+
+    @model_validator(mode="after")
+    def _scale(self) -> Augment:
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale {list(self.scale)}: need 0 < min <= max <= 1")
+        return self
+
+    def settings(self, input_size: int) -> dict[str, Any]:
+        crop = self.crop if self.crop != "auto" else ("resized" if input_size >= 64 else "pad")
+        ra = (self.randaugment.ops, self.randaugment.magnitude) if self.randaugment else None
+        return {"crop": crop, "crop_pad": self.pad, "scale": tuple(self.scale), "flip": self.flip, "randaugment": ra}
+
+
 class DistillConfig(Strict):
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=128, ge=1)
@@ -64,7 +95,9 @@ class DistillConfig(Strict):
     fraction: float | None = Field(
         default=None, gt=0, le=1, description="random share of the training split used (default: data.fraction)"
     )
-    augment: bool = True
+    augment: bool | Augment = Field(
+        default=True, description="true: the default augmentation (see Augment), false: none, or its settings"
+    )
     early_stop: int | None = Field(default=None, ge=1, description="patience in epochs on validation accuracy")
     nproc: int = Field(
         default=1,
@@ -84,13 +117,16 @@ class DistillConfig(Strict):
     seed: int | None = None
     threads: int | None = Field(default=None, ge=1)
 
-    def recipe(self, seed: int, labels: str, device: str = "cpu", amp: str | None = None) -> Recipe:
+    def recipe(
+        self, seed: int, labels: str, device: str = "cpu", amp: str | None = None, input_size: int = 28
+    ) -> Recipe:
         """The training recipe these settings describe, with the compile's ``seed``, the resolved ``labels`` and
         where it trains (``device``, ``amp``)."""
+        augment = Augment() if self.augment is True else self.augment or None
         return Recipe(
             loss=self.loss,
             labels=labels,
-            augment=self.augment,
+            augment=augment is not None,
             settings=TrainSettings(
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -98,7 +134,8 @@ class DistillConfig(Strict):
                 momentum=self.optimizer.momentum,
                 weight_decay=self.optimizer.weight_decay,
                 schedule=self.schedule,
-                augment=self.augment,
+                augment=augment is not None,
+                **(augment.settings(input_size) if augment is not None else {}),
                 seed=seed,
                 threads=self.threads,
                 patience=self.early_stop,
@@ -197,7 +234,7 @@ class Distill(Pass):
             keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * fraction))]
             train_split = Split(train_split.x[keep], train_split.y[keep])
 
-        recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp)
+        recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp, min(ctx.data.input_shape[1:]))
         if c.nproc > 1 or c.nnodes > 1:
             assert ctx.student_spec is not None
             state, history, agreement = fit_distributed(
