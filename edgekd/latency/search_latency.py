@@ -1,7 +1,8 @@
 """Where the search pass gets a candidate's latency: measured on this host, or predicted by the target's predictor.
 
 - ``latency: predictor`` in the target: always predicted (the predictor file must exist);
-- the target is this host: measured in ONNX Runtime in process (:func:`edgekd.latency.in_process.quick_latency_ms`);
+- the target is this host: measured by the standalone runner as the profile pass measures artifacts
+  (:func:`edgekd.latency.candidate.measured_latency_ms`, the target's timing);
 - another target (its device is not measured per candidate): predicted when it has a predictor file, else none.
 """
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from edgekd.config.target import TargetConfig
 from edgekd.core.errors import ProfilingError
-from edgekd.latency.in_process import quick_latency_ms
+from edgekd.latency.candidate import describe, measured_latency_ms
 from edgekd.latency.predictor.lookup import load_for_target, predictor_path
 from edgekd.latency.predictor.model import LatencyPredictor
 
@@ -32,7 +33,6 @@ class CandidateLatency:
 
 
 def candidate_latency(target: TargetConfig) -> CandidateLatency:
-    threads = target.runtime.threads
     if target.latency == "predictor" or not target.is_host:
         try:
             pred: LatencyPredictor | None = load_for_target(target)
@@ -54,9 +54,9 @@ def candidate_latency(target: TargetConfig) -> CandidateLatency:
             return CandidateLatency("predicted", f"{p.where}, batch 1", predicted, p.path)
         return CandidateLatency("none", f"not measured ({target.name} is not this host and has no predictor)", None)
 
-    def measured(model: nn.Module, shape: tuple[int, ...]) -> float:
-        return quick_latency_ms(model, shape, threads)
+    timing = target.timing()
 
-    return CandidateLatency(
-        "measured-host", "measured on host, ONNX Runtime, batch 1, median of 50 (in process)", measured
-    )
+    def measured(model: nn.Module, shape: tuple[int, ...]) -> float:
+        return measured_latency_ms(model, shape, timing)
+
+    return CandidateLatency("measured-host", describe(timing), measured)

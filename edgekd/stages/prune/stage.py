@@ -28,10 +28,11 @@ from pydantic import Field
 from torch import nn
 
 from edgekd.backends.base import BACKENDS
+from edgekd.core.errors import PipelineError
 from edgekd.core.progress import console
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section
-from edgekd.latency.in_process import quick_latency_ms
+from edgekd.latency.search_latency import candidate_latency
 from edgekd.models.count import count_macs, count_params
 from edgekd.models.shapes import changed_shapes, layer_shapes
 from edgekd.models.sparsity_2_4 import compute_masks, masks_kept
@@ -46,7 +47,9 @@ from edgekd.train.recovery import RecoveryConfig, recover, subset
 
 class Until(Strict):
     macs: float | None = Field(default=None, gt=0, description="stop once the student has at most this many MACs")
-    latency_ms: float | None = Field(default=None, gt=0, description="stop once ORT p50 (host, batch 1) is this low")
+    latency_ms: float | None = Field(
+        default=None, gt=0, description="stop once the target's batch-1 p50 (measured here, or predicted) is this low"
+    )
 
 
 class PruneConfig(Strict):
@@ -98,7 +101,13 @@ class Prune(Pass):
         shape = ctx.data.input_shape
         seed = ctx.config.seed if c.seed is None else c.seed
         guard = guard_of(ctx, c.guard)
-        threads = ctx.target.runtime.threads
+        latency = candidate_latency(ctx.target) if c.until.latency_ms is not None else None
+        if latency is not None and latency.fn is None:
+            raise PipelineError(
+                f"{self.where}.until.latency_ms needs latency on {ctx.target.name}, which cannot be measured here "
+                "and has no latency predictor",
+                fix=f"build one (edgekd profile --build-predictor --target {ctx.target.name}), or stop on macs",
+            )
         train, val = subset(ctx.data.train, c.recovery.fraction, ctx.config.seed), ctx.data.val
         ignore = c.ignore if c.ignore is not None else default_ignored(student)
         before_shapes = layer_shapes(student)
@@ -109,8 +118,9 @@ class Prune(Pass):
         def measure(model: nn.Module, step: int, ratio: float) -> dict[str, Any]:
             rec: dict[str, Any] = {"step": step, "ratio": round(ratio, 4), **_describe(model, shape)}
             rec["val_accuracy"] = accuracy(model, val)
-            if c.until.latency_ms is not None:
-                rec["latency_ms"] = quick_latency_ms(model, shape, threads)
+            if latency is not None and latency.fn is not None:  # the search's method: runner or predictor
+                rec["latency_ms"] = latency.fn(model, shape)
+                rec["latency_source"] = latency.source
             rec["meets_guard"] = guard.ok(rec["val_accuracy"]) if guard else None
             return rec
 

@@ -1,0 +1,34 @@
+"""The latency of a PyTorch model measured the way the profile pass measures artifacts: exported to ONNX and timed
+by the standalone runner (:mod:`edgekd.latency.measure`) with the target's warm-up, runs, interleaved rounds and
+threads, batch 1, p50. The search's candidates and the prune pass's ``until.latency_ms`` use it, so a budget is
+in the same units as the report's figures."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgekd.backends.onnx.lower import export_onnx
+from edgekd.config.target import Timing
+from edgekd.latency.measure import measure
+
+
+def measured_latency_ms(model: nn.Module, input_shape: tuple[int, ...], timing: Timing) -> float:
+    """Batch-1 p50 of ``model`` in ONNX Runtime on this host, measured by the runner with ``timing``."""
+    with tempfile.TemporaryDirectory(prefix="edgekd-candidate-") as tmp:
+        path = export_onnx(model, torch.zeros(1, *input_shape), Path(tmp) / "candidate.onnx")
+        (stats,) = measure(
+            [path], threads=timing.threads, warmup=timing.warmup, runs=timing.runs, rounds=timing.rounds, batch=1
+        )
+    return stats.p50_ms
+
+
+def describe(timing: Timing) -> str:
+    threads = f"{timing.threads} threads" if timing.threads else "default threads"
+    return (
+        f"measured on this host by the standalone runner, as the profile pass: ONNX Runtime, batch 1, {threads}, "
+        f"{timing.warmup} warm-up, {timing.runs} runs x {timing.rounds} rounds, p50"
+    )
