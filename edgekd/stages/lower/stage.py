@@ -97,6 +97,10 @@ class LowerConfig(Strict):
     simplify: bool = Field(default=True, description="constant folding + dead-node removal, checked by parity")
     parity: ParityConfig = Field(default_factory=ParityConfig)
     evaluate: bool = Field(default=True, description="measure each artifact's accuracy on the test split")
+    refuse_chance: bool = Field(
+        default=True,
+        description="stop when the student's validation accuracy is at chance while the teacher's is well above it",
+    )
     tflite: TfliteConfig = Field(default_factory=TfliteConfig)
     tensorrt: TensorrtConfig = Field(default_factory=TensorrtConfig)
 
@@ -138,6 +142,8 @@ class Lower(Pass):
         opset = target_opset(c, ctx.target)
         summary: dict[str, Any] = {"opset": opset, "exporter": "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"}
         summary["dynamic_batch"] = c.dynamic_batch
+        if c.refuse_chance:
+            _refuse_at_chance(ctx)
         for name in dict.fromkeys(["onnx", *ctx.target.backends]):  # ONNX always, first: the others may build on it
             BACKENDS[name].lower_fn()(ctx, c, summary)
         files = {ctx.path_of(a.name).name for a in ctx.artifacts.values() if a.kind in MODEL_KINDS}
@@ -208,6 +214,28 @@ class Lower(Pass):
         )
         report.raise_if_failed()
         return report
+
+
+def _refuse_at_chance(ctx: Context) -> None:
+    """A student no better than guessing, under a teacher that is far better (3x chance or more): it learned
+    nothing (labels that do not match the images, a broken normalisation, too little training); its files would
+    pass parity and be called deployable."""
+    from edgekd.train.loop import accuracy as torch_accuracy
+
+    assert ctx.student is not None
+    teacher_val = ctx.metrics.get("teacher", {}).get("val_accuracy")
+    chance = 100.0 / ctx.data.num_classes
+    if not len(ctx.data.val) or teacher_val is None or not teacher_val >= 3 * chance:
+        return
+    student_val = torch_accuracy(ctx.student, ctx.data.val)
+    if student_val <= 1.5 * chance:
+        raise ModelError(
+            f"the student's validation accuracy is {student_val:.2f}%, chance level for {ctx.data.num_classes} "
+            f"classes ({chance:.2f}%), while the teacher's is {teacher_val:.2f}%: it has not learned the task and "
+            "is not deployable",
+            fix="train it longer (distill.epochs) or check data.labels / data.normalize; lower.refuse_chance: false "
+            "exports it anyway",
+        )
 
 
 def _refuse_collapsed(student: Any, x: Any) -> None:
