@@ -251,13 +251,13 @@ def _rank(
 ) -> Ranking:  # fmt: skip
     from edgekd.latency.search_latency import candidate_latency
     from edgekd.models.count import count_macs, count_params
+    from edgekd.stages.search.evolution import Evaluated, pareto
     from edgekd.stages.search.proxies import build_seeded
 
     unknown = set(budget) - {"params", "macs", "latency_ms"}
     if unknown:
         raise ConfigError(f"budget: unknown key(s) {', '.join(sorted(unknown))}", fix="use params, macs, latency_ms")
-    pairs = [batches] if isinstance(batches, tuple) else list(batches)
-    shape = tuple(pairs[0][0].shape[1:])
+    shape = tuple(_batch_pairs(batches)[0][0].shape[1:])
     models = [c if isinstance(c, torch.nn.Module) else build_seeded(c, 0) for c in candidates]
     scores = score(models, teacher, batches, proxy, seeds)
     timed = "latency_ms" in budget
@@ -278,13 +278,11 @@ def _rank(
         rows.append(row)
     cost = "latency_ms" if timed else "macs"
     ranked = sorted(rows, key=lambda r: -r["score"])
-    front = [
-        r for r in rows
-        if not any(o["score"] >= r["score"] and o[cost] <= r[cost] and (o["score"] > r["score"] or o[cost] < r[cost])
-                   for o in rows)
-    ]  # fmt: skip
+    # the search pass's Pareto rule (cost: latency when measured, else MACs), over these rows
+    evaluated = [Evaluated((r["index"],), {}, r["score"], 0.0, r["params"], r["macs"], r["latency_ms"]) for r in rows]
+    front = [rows[e.cand[0]] for e in pareto(evaluated)]
     chosen = next((r for r in ranked if r["within_budget"]), None)
-    return Ranking(ranked, sorted(front, key=lambda r: r[cost]), chosen, proxy, cost)
+    return Ranking(ranked, front, chosen, proxy, cost)
 
 
 def targets() -> list[TargetConfig]:
@@ -440,6 +438,14 @@ def init(path: str | Path = "model.yaml", force: bool = False) -> Path:
     return write_starter(path, force=force)
 
 
+def _batch_pairs(batches: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` or a list of such pairs, as :func:`score` and :func:`search` take them."""
+    pairs = [batches] if isinstance(batches, tuple) else list(batches)
+    if not pairs or any(not (isinstance(p, tuple) and len(p) == 2) for p in pairs):
+        raise ConfigError("batches: give an (x, y) pair of tensors or a list of them", fix="e.g. batches=(x, y)")
+    return pairs
+
+
 def score(
     candidates: list[Any],
     teacher: torch.nn.Module,
@@ -465,9 +471,7 @@ def score(
         raise ConfigError(f"proxy {proxy!r} is not one of {', '.join(PROXIES)}", fix="pick one of those proxies")
     if seeds < 1:
         raise ConfigError(f"seeds {seeds}: must be >= 1", fix="give the number of seeds to average over")
-    pairs = [batches] if isinstance(batches, tuple) else list(batches)
-    if not pairs or any(not (isinstance(p, tuple) and len(p) == 2) for p in pairs):
-        raise ConfigError("batches: give an (x, y) pair of tensors or a list of them", fix="e.g. batches=(x, y)")
+    pairs = _batch_pairs(batches)
     with torch.no_grad():
         num_classes = int(predict_logits(teacher, pairs[0][0][:1]).shape[1])
     probes = [ProbeBatch(x, y.long(), num_classes) for x, y in pairs]
