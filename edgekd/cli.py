@@ -120,7 +120,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
         for b in s["per_budget"]:
             limit = ", ".join(f"{k} <= {v:g}" for k, v in b["budget"].items())
             print(f"  {limit}:")
-            print(line(b["chosen"]) if b["chosen"] else "    none within this budget")
+            print(line(b["chosen"]))
     print(f"search.json: {res.artifacts['search_json']}")
     return 0
 

@@ -175,20 +175,25 @@ class Search(Pass):
             for idx in order[: c.batches * c.batch_size].split(c.batch_size)
         ]
         rejected = {"params": 0, "macs": 0, "latency_ms": 0}
-        unscorable = [0]  # candidates whose proxy score is -inf (dead, constant) on some batch: ranked last
-        # what a candidate is (built once, whatever the budget), and its score once it met a budget
-        built: dict[tuple[int, ...], tuple[dict[str, Any], torch.nn.Module, int, int]] = {}
+        # what a candidate is (its params and size, whatever the budget), its latency once measured and its score
+        # once it met a budget; the module itself is rebuilt (seeded, so identical) when it is timed or scored
+        sized: dict[tuple[int, ...], tuple[dict[str, Any], int, int]] = {}
         latencies: dict[tuple[int, ...], float] = {}
         scored: dict[tuple[int, ...], Evaluated] = {}
+        turned_down: set[tuple[int, tuple[int, ...]]] = set()  # (budget, candidate): each rejection counted once
 
-        def evaluate_under(limit: Budget) -> Callable[[tuple[int, ...]], Evaluated | None]:
+        def module(params: dict[str, Any]) -> torch.nn.Module:
+            spec = ModelSpec(arch=c.space.arch, params=params)
+            return build_seeded(lambda: build(spec, "search candidate"), seed)
+
+        def evaluate_under(b: int, limit: Budget) -> Callable[[tuple[int, ...]], Evaluated | None]:
             def evaluate(cand: tuple[int, ...]) -> Evaluated | None:
-                if cand not in built:
+                model = None
+                if cand not in sized:
                     params = c.space.params(cand, shape[0], k, min(shape[1:]))
-                    spec = ModelSpec(arch=c.space.arch, params=params)
-                    model = build_seeded(lambda: build(spec, "search candidate"), seed)
-                    built[cand] = (params, model, count_params(model), count_macs(model, shape))
-                params, model, n_params, macs = built[cand]
+                    model = module(params)
+                    sized[cand] = (params, count_params(model), count_macs(model, shape))
+                params, n_params, macs = sized[cand]
                 over = (
                     "params"
                     if limit.params and n_params > limit.params
@@ -197,18 +202,20 @@ class Search(Pass):
                     else None
                 )
                 if over is None and measure and cand not in latencies:
+                    model = model or module(params)
                     latencies[cand] = lat.fn(model, shape)  # type: ignore[misc]
                 latency = latencies.get(cand)
                 if over is None and limit.latency_ms and latency is not None and latency > limit.latency_ms:  # type: ignore[operator]
                     over = "latency_ms"
                 if over is not None:
-                    rejected[over] += 1
+                    if (b, cand) not in turned_down:
+                        turned_down.add((b, cand))
+                        rejected[over] += 1
                     return None
                 if cand not in scored:
-                    values = [score(c.proxy, model, b, ctx.teacher, seed=seed + i) for i, b in enumerate(batches)]
+                    model = model or module(params)
+                    values = [score(c.proxy, model, x, ctx.teacher, seed=seed + i) for i, x in enumerate(batches)]
                     mean, std = aggregate(values)
-                    if not math.isfinite(mean):
-                        unscorable[0] += 1
                     scored[cand] = Evaluated(cand, params, mean, std, n_params, macs, latency)
                 return Evaluated(**scored[cand].__dict__)
 
@@ -221,12 +228,12 @@ class Search(Pass):
                   steps * len(budgets))  # fmt: skip
         t0 = time.perf_counter()
         history: list[Evaluated] = []
-        winners: list[Evaluated | None] = []
-        for limit in budgets:  # one evolution per budget (AutoDistil), sharing every built and scored candidate
+        winners: list[Evaluated] = []
+        for b, limit in enumerate(budgets):  # one evolution per budget (AutoDistil), sharing sized/scored candidates
             try:
                 found = aging_evolution(
                     c.space,
-                    evaluate_under(limit),
+                    evaluate_under(b, limit),
                     c.population,
                     c.sample,
                     c.iterations,
@@ -239,16 +246,11 @@ class Search(Pass):
                     raise
                 where = ", ".join(f"{k} {v}" for k, v in limit.model_dump(exclude_none=True).items())
                 raise PipelineError(f"{exc.message} (budget {where})", fix=exc.fix) from exc
-            winners.append(max(found, key=lambda e: e.score) if found else None)
+            winners.append(max(found, key=lambda e: e.score))  # found is never empty: aging_evolution raises
             history += found
         seconds = time.perf_counter() - t0
-        if winners[0] is None:
-            raise PipelineError(
-                f"search: no candidate of the space meets the first budget {budgets[0].model_dump(exclude_none=True)}",
-                fix="loosen search.budget or widen search.space",
-            )
         best = winners[0]
-        front = pareto(list({e.cand: e for e in history}.values()))
+        front = pareto(history)  # one point per candidate (pareto dedups)
         bar.finish(best_score=best.score, evaluated=len(scored))
         ctx.student_spec = ModelSpec(arch=c.space.arch, params=best.params)
         torch.manual_seed(seed)
@@ -268,13 +270,13 @@ class Search(Pass):
             "history": [_row(e, c.space) for e in history],
             "evaluated_unique": len(scored),
             "per_budget": [
-                {"budget": limit.model_dump(exclude_none=True), "chosen": _row(w, c.space) if w else None}
+                {"budget": limit.model_dump(exclude_none=True), "chosen": _row(w, c.space)}
                 for limit, w in zip(budgets, winners, strict=True)
             ]
             if c.budget.swept()
             else None,
             "rejected": rejected,
-            "scored_worst": unscorable[0],
+            "scored_worst": sum(not math.isfinite(e.score) for e in scored.values()),
             "seconds": round(seconds, 1),
         }
         with ctx.artifact("search_json", "search.json", "json", precision="-", backend="-") as tmp:
