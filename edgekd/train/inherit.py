@@ -37,8 +37,10 @@ def inherit(student: nn.Module, teacher: nn.Module, example: torch.Tensor | None
     if example is not None and not layers:
         mapping = "names (the models could not be matched by structure)"
     t_state = teacher.state_dict()
-    source = _source_keys(student, layers) if layers else {}
-    eligible = {k for k, (_, m) in _owners(student).items() if isinstance(m, _WEIGHTED)}
+    s_owners = _owners(student)
+    eligible = {k for k, (_, m) in s_owners.items() if isinstance(m, _WEIGHTED)}
+    # student key -> the teacher key it takes its values from, for the layers matched by structure
+    source = {k: layers[n] + k[len(n) :] for k, (n, _) in s_owners.items() if n in layers}
     selection, method = (
         _l1_selection(student, teacher, example, layers) if example is not None else ({}, "first-channels")
     )
@@ -149,16 +151,6 @@ def structural_map(student: nn.Module, teacher: nn.Module, example: torch.Tensor
                 cursor[stage] = j + 1
                 break
     return mapping
-
-
-def _source_keys(student: nn.Module, layers: dict[str, str]) -> dict[str, str]:
-    """Student state_dict key -> the teacher key it takes its values from, for the mapped layers."""
-    out: dict[str, str] = {}
-    for s_name, t_name in layers.items():
-        mod = student.get_submodule(s_name)
-        for key in list(mod._parameters) + list(mod._buffers):
-            out[f"{s_name}.{key}"] = f"{t_name}.{key}"
-    return out
 
 
 def _slice(t_val: torch.Tensor, shape: torch.Size, owner: tuple[str, nn.Module] | None, selection: Selection) -> Any:
