@@ -99,11 +99,54 @@ def _cache_entry(
 
 
 def cached_result(
-    arch: str, params: dict[str, Any], mode: str, data: DataBundle, cache: Path, seed: int = 0
+    arch: str,
+    params: dict[str, Any],
+    mode: str,
+    data: DataBundle,
+    cache: Path,
+    seed: int = 0,
+    epochs: int | None = None,
 ) -> dict[str, Any] | None:
     """The cached result of ``train_candidate``, or None when that candidate has not been trained yet."""
-    path = _cache_entry(arch, params, mode, data, cache, seed, None)[1]
+    path = _cache_entry(arch, params, mode, data, cache, seed, epochs)[1]
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def distill(
+    arch: str,
+    params: dict[str, Any],
+    mode: str,
+    data: DataBundle,
+    t: torch.nn.Module,
+    logits: torch.Tensor,
+    seed: int = 0,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train one candidate with the short recipe, uncached: its accuracies, epochs, timings and size."""
+    model = build(arch, params, seed)
+    stamps: list[float] = []
+    t0 = time.perf_counter()
+    history = fit(
+        model,
+        model,
+        t,
+        data.train,
+        data.val,
+        recipe(mode, seed, epochs),
+        on_epoch=lambda _rec: stamps.append(time.perf_counter()),
+        teacher_logits=logits,  # unused by the ce loss, saves recomputing them
+    )
+    shape = tuple(data.input_shape)
+    return {
+        "val_accuracy": history.best_val_accuracy,
+        "test_accuracy": accuracy(model, data.test),
+        "best_epoch": history.best_epoch,
+        "epochs_log": history.epochs,
+        "seconds": round(history.seconds, 2),
+        "epoch_seconds": [round(b - a, 2) for a, b in zip([t0, *stamps], stamps, strict=False)],
+        "n_params": count_params(model),
+        "macs": count_macs(model, shape),
+    }
 
 
 def train_candidate(
@@ -121,31 +164,7 @@ def train_candidate(
     key_doc, path = _cache_entry(arch, params, mode, data, cache, seed, epochs)
     if path.is_file():
         return json.loads(path.read_text())
-    model = build(arch, params, seed)
-    stamps: list[float] = []
-    t0 = time.perf_counter()
-    history = fit(
-        model,
-        model,
-        t,
-        data.train,
-        data.val,
-        recipe(mode, seed, epochs),
-        on_epoch=lambda _rec: stamps.append(time.perf_counter()),
-        teacher_logits=logits,  # unused by the ce loss, saves recomputing them
-    )
-    shape = tuple(data.input_shape)
-    result = {
-        **key_doc,
-        "val_accuracy": history.best_val_accuracy,
-        "test_accuracy": accuracy(model, data.test),
-        "best_epoch": history.best_epoch,
-        "epochs_log": history.epochs,
-        "seconds": round(history.seconds, 2),
-        "epoch_seconds": [round(b - a, 2) for a, b in zip([t0, *stamps], stamps, strict=False)],
-        "n_params": count_params(model),
-        "macs": count_macs(model, shape),
-    }
+    result = {**key_doc, **distill(arch, params, mode, data, t, logits, seed, epochs)}
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(result, indent=2) + "\n").encode())
     return result
