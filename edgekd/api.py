@@ -28,10 +28,12 @@ from edgekd.core.code_path import importable_from
 from edgekd.core.device import check_amp, describe, on_device, resolve_device
 from edgekd.core.errors import STORAGE_ERRNOS, ConfigError, EdgekdError, PipelineError, ProfilingError, storage_error
 from edgekd.core.progress import EventLog, console, notes_to
-from edgekd.data import load_data
+from edgekd.data import TextModel, load_data
 from edgekd.latency.measure import LatencyStats
 from edgekd.models import zoo
 from edgekd.models.build import build, check_input, load_weights
+from edgekd.models.hf import generic_labels, load_tokenizer
+from edgekd.models.text import packed_shape, token_inputs
 from edgekd.pipeline.context import Context
 from edgekd.train.loop import predict as predict_logits
 
@@ -99,24 +101,28 @@ def compile(
     passes = plan(cfg)
     out = Path(out)
     # fail on bad models and data before any run folder exists
-    teacher = build(cfg.teacher, "teacher")
+    teacher = build(cfg.teacher, "teacher", base_dir=cfg.base_dir)
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.resolve(cfg.teacher.checkpoint), "teacher")
-    check_input(teacher, cfg.data.input_shape, cfg.data.num_classes, "teacher")
+    text = text_model(cfg, teacher)
+    shape = packed_shape(teacher, cfg.data.max_length) if text else cfg.data.input_shape
+    classes = len(text.label_names) if text else cfg.data.num_classes
+    check_input(teacher, shape, classes, "teacher")
     library = cfg.teacher.arch.partition(":")[0] in zoo.LIBRARIES  # torchvision:/timm: build without weights
-    if cfg.teacher.checkpoint is None and (":" not in cfg.teacher.arch or library):  # a builder may load its own
+    own = (":" in cfg.teacher.arch and not library) or text is not None  # a builder or a folder brings its weights
+    if cfg.teacher.checkpoint is None and not own:
         console.print("[yellow]warning:[/] teacher.checkpoint not set: the teacher is randomly initialised")
     student = None
     if cfg.student is not None:
         torch.manual_seed(cfg.seed)  # the student's random initialisation is part of what the seed fixes
-        student = build(cfg.student, "student")
+        student = build(cfg.student, "student", teacher=teacher, base_dir=cfg.base_dir)
         if cfg.student.checkpoint is not None:
             load_weights(student, cfg.resolve(cfg.student.checkpoint), "student")
-        check_input(student, cfg.data.input_shape, cfg.data.num_classes, "student")
+        check_input(student, shape, classes, "student")
     for i, p in enumerate(passes[1 : 1 + len(cfg.passes)]):
         p.check(f"passes[{i}].{p.name}", teacher, student)
         p.check_target(f"passes[{i}].{p.name}", tgt)
-    data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed)
+    data = load_data(cfg.data, cfg.calibration, cfg.base_dir, cfg.seed, text)
     if data.unlabelled:  # teacher as annotator
         with torch.no_grad(), on_device(teacher, train_device):
             data.label_with(lambda x: predict_logits(teacher, x))
@@ -180,6 +186,16 @@ def compile(
         manifest_path=run_dir / "manifest.json",
         notes=ctx.notes,
     )
+
+
+def text_model(cfg: ModelConfig, teacher: torch.nn.Module) -> TextModel | None:
+    """What text data needs of a text teacher (its tokenizer, inputs and classes); None for other teachers."""
+    inputs = token_inputs(teacher)
+    if inputs is None or cfg.teacher.path is None:
+        return None
+    folder = cfg.resolve(cfg.teacher.path)
+    names = teacher.label_names  # type: ignore[attr-defined]
+    return TextModel(load_tokenizer(folder), folder, inputs, names, generic_labels(names))
 
 
 def data_parallel(cfg: ModelConfig, settings: dict[str, Any]) -> None:

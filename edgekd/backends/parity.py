@@ -85,7 +85,8 @@ def check_parity(
     finally:
         model.train(was_training)
     runner = predictor or open_model(artifact_path, threads=threads, delegate=delegate)
-    got = runner.predict(inputs.detach().cpu().float().numpy())
+    held = inputs.detach().cpu()
+    got = runner.predict((held.float() if held.is_floating_point() else held).numpy())
     artifact = str(artifact_path)
     if got.shape != expected.shape:
         return ParityReport(

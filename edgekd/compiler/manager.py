@@ -128,7 +128,7 @@ class PassManager:
         if state["student_spec"] is not None:
             ctx.student_spec = ModelSpec.model_validate(state["student_spec"])
             if (entry / "student.pt").is_file():
-                ctx.student = build(ctx.student_spec, "student")
+                ctx.student = build(ctx.student_spec, "student", teacher=ctx.teacher, base_dir=ctx.config.base_dir)
                 ctx.student.load_state_dict(load_state_dict(entry / "student.pt", "student"))
                 ctx.student.eval()
         ctx.events.emit("cache_hit", pass_=p.name, key=entry.name)

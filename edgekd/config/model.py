@@ -25,7 +25,18 @@ class Taps(Strict):
 class ModelSpec(Strict):
     """An architecture from the zoo (``arch`` + ``params``), optionally with trained weights."""
 
-    arch: str = Field(description="zoo architecture name (e.g. resnet) or 'package.module:function'")
+    arch: str = Field(
+        description="zoo architecture name (e.g. resnet), 'package.module:function', 'torchvision:<name>', "
+        "'timm:<name>', hf (a Hugging Face folder at path; for a student: the teacher's config changed by params) or "
+        "shrink (a student made of the teacher's own layers)"
+    )
+    path: Path | None = Field(
+        default=None,
+        description="arch hf: the local Hugging Face folder (config, weights, tokenizer), relative to model.yaml",
+    )
+    task: Literal["sequence-classification"] = Field(
+        default="sequence-classification", description="arch hf: what the model does"
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the builder")
     checkpoint: Path | None = Field(default=None, description="state_dict file, relative to model.yaml")
     shapes: dict[str, list[int]] | None = Field(
@@ -63,7 +74,7 @@ class Normalize(Strict):
         return self
 
 
-DataSource = Literal["fashion-mnist", "npz", "image-folder", "callable"]
+DataSource = Literal["fashion-mnist", "npz", "image-folder", "callable", "text"]
 
 
 class DataConfig(Strict):
@@ -85,6 +96,18 @@ class DataConfig(Strict):
         default="given", description="teacher: the data is unlabelled; training uses the teacher's predictions"
     )
     fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used to train")
+    # source: text (csv, tsv or jsonl files of sentences, tokenized with the teacher's tokenizer)
+    text: str = Field(default="text", description="source text: the column holding the text")
+    text_pair: str | None = Field(default=None, description="source text: a second text column (sentence pairs)")
+    label: str = Field(default="label", description="source text: the label column (class names or indices)")
+    max_length: int = Field(default=128, ge=2, le=4096, description="source text: tokens per sample (truncated)")
+    val_path: Path | None = Field(
+        default=None, description="source text: validation file (else data.val_fraction of path is held out)"
+    )
+    test_path: Path | None = Field(
+        default=None, description="source text: test file (else data.test_fraction of path is held out)"
+    )
+    test_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="source text without test_path: test share")
 
     @model_validator(mode="after")
     def _source_needs(self) -> DataConfig:
@@ -94,6 +117,8 @@ class DataConfig(Strict):
             raise ValueError(f"callable {self.callable!r} must look like 'package.module:function'")
         if self.source in ("npz", "image-folder") and self.path is None:
             raise ValueError(f"source {self.source!r} needs path: (the {'file' if self.source == 'npz' else 'folder'})")
+        if self.source == "text" and self.path is None:
+            raise ValueError("source 'text' needs path: (a .csv, .tsv or .jsonl file of texts and labels)")
         return self
 
 
@@ -146,6 +171,23 @@ class ModelConfig(Strict):
     amp: Literal["none", "bf16", "fp16"] = Field(
         default="none", description="mixed-precision training (autocast): bf16 (GPU or CPU) or fp16 (GPU)"
     )
+
+    @model_validator(mode="after")
+    def _text_models(self) -> ModelConfig:
+        """A Hugging Face teacher goes with text data, and text students with a Hugging Face teacher."""
+        text_teacher = self.teacher.arch == "hf"
+        if text_teacher and self.teacher.path is None:
+            raise ValueError("teacher.arch hf needs teacher.path: (the local Hugging Face folder)")
+        if text_teacher and self.data.source != "text":
+            raise ValueError("teacher.arch hf (a text model) needs data.source: text")
+        if self.data.source == "text" and not text_teacher:
+            raise ValueError("data.source text needs a text teacher: teacher.arch hf with teacher.path")
+        if self.student is not None and self.student.arch in ("hf", "shrink"):
+            if not text_teacher:
+                raise ValueError(f"student.arch {self.student.arch} is made from a text teacher (teacher.arch hf)")
+            if self.student.checkpoint is not None and self.student.arch == "shrink":
+                raise ValueError("student.arch shrink inherits the teacher's weights: leave student.checkpoint out")
+        return self
 
     #: folder of the YAML file; relative paths are resolved against it
     base_dir: Path = Field(default=Path("."), exclude=True)

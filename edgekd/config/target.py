@@ -142,6 +142,7 @@ class Timing:
     threads: int | None
     batch: int = 1
     per_layer: int = 0
+    seq_len: int | None = None  # text models: tokens per sample fed to a dynamic sequence length
 
 
 class TargetConfig(Strict):

@@ -10,8 +10,9 @@ from edgekd.core.errors import DataError
 from edgekd.data.dataset import DataBundle, Split, to_float
 from edgekd.data.preprocessing import describe_preprocessing
 from edgekd.data.sources import FASHION_MNIST_NORMALIZE, KEYS, SOURCES, Raw
+from edgekd.data.text import TextModel, load_text
 
-__all__ = ["DataBundle", "Split", "load_data"]
+__all__ = ["DataBundle", "Split", "TextModel", "load_data"]
 
 
 def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
@@ -45,7 +46,14 @@ def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
             )
 
 
-def load_data(cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: int = 0) -> DataBundle:
+def load_data(
+    cfg: DataConfig, calibration: CalibrationConfig, base_dir, seed: int = 0, text: TextModel | None = None
+) -> DataBundle:
+    """The splits of ``cfg``; text data (``source: text``) is tokenized for the text teacher ``text``."""
+    if cfg.source == "text":
+        if text is None:
+            raise DataError("data.source text needs a text teacher", fix="set teacher.arch hf and teacher.path")
+        return load_text(cfg, calibration, base_dir, seed, text)
     raw, origin = SOURCES[cfg.source](cfg, base_dir)
     classes = [str(c) for c in raw["classes"]] if "classes" in raw else None
     unreadable = [str(u) for u in raw.get("unreadable", [])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,8 @@ import torch
 
 @dataclass
 class Split:
-    """Images ``x`` (N, C, H, W float32, normalised) and labels ``y`` (N int64)."""
+    """Images ``x`` (N, C, H, W float32, normalised), or packed token inputs (N, F, L int64, see
+    :mod:`edgekd.models.text`), and labels ``y`` (N int64)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -49,6 +51,12 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)
     unlabelled: bool = False
     preprocessing: dict[str, Any] = field(default_factory=dict)  # the models' input contract (data.preprocessing)
+    truncated: dict[str, int] = field(default_factory=dict)  # text: per split, texts cut to data.max_length
+    tokenizer_dir: Path | None = None  # text: the folder of the tokenizer files that ship beside the artifacts
+
+    @property
+    def is_text(self) -> bool:
+        return self.preprocessing.get("kind") == "text"
 
     def label_with(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Give the training, validation, test and calibration images the labels ``predict`` returns (the teacher as
@@ -78,6 +86,7 @@ class DataBundle:
             "normalize": {"mean": self.mean, "std": self.std},
             "preprocessing": self.preprocessing,
             "notes": self.notes,
+            **({"truncated": self.truncated} if self.is_text else {}),
         }
 
 

@@ -73,6 +73,7 @@ def measure_for_target(
         on_progress=on_progress,
         per_layer=timing.per_layer,
         tflite_delegate=str(target.runtime.options.get("delegate", "xnnpack")),
+        seq_len=timing.seq_len,
     )
     for s in stats:
         s.where, s.on_target, s.source = where, on_target, "measured-host"

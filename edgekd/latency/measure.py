@@ -95,6 +95,7 @@ def measure(
     per_layer: int = 0,
     tflite_delegate: str = "xnnpack",
     clock: str = "wall",
+    seq_len: int | None = None,
 ) -> list[LatencyStats]:
     """Measure ``paths`` (``.onnx`` in ONNX Runtime, ``.tflite`` in LiteRT) interleaved on this host in a subprocess;
     one LatencyStats per path, in order."""
@@ -109,6 +110,8 @@ def measure(
         cmd += ["--tflite-delegate", tflite_delegate]
     if clock != "wall":
         cmd += ["--clock", clock]
+    if seq_len:
+        cmd += ["--seq-len", str(seq_len)]
     names = ", ".join(Path(p).name for p in paths)
     tail: deque[str] = deque(maxlen=20)
     try:

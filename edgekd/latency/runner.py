@@ -45,9 +45,18 @@ class Loaded:
     per_layer_unsupported: str = ""
 
 
-def _resolve_shape(path: str, name: str, shape: list[Any], batch: int) -> tuple[int, ...]:
+#: ``--seq-len``: the length given to a dynamic sequence dimension (dimension 1 of a text model's token inputs)
+SEQUENCE: dict[str, int | None] = {"value": None}
+
+
+def _resolve_shape(path: str, name: str, shape: list[Any], batch: int, tokens: bool = False) -> tuple[int, ...]:
     dims: list[int] = []
     for i, d in enumerate(shape):
+        if tokens and i == 1 and not (isinstance(d, int) and d > 0):
+            if SEQUENCE["value"] is None:
+                raise RunnerError(f"{path}: input '{name}' has a dynamic sequence length; give --seq-len N")
+            dims.append(int(SEQUENCE["value"]))
+            continue
         if isinstance(d, int) and d > 0:
             if i == 0 and d != batch:
                 raise RunnerError(
@@ -94,9 +103,14 @@ def load_onnx(path: str, threads: int, batch: int) -> Loaded:
         dtype = _ORT_DTYPES.get(inp.type)
         if dtype is None:
             raise RunnerError(f"{path}: input '{inp.name}' has unsupported type {inp.type}")
-        shape = _resolve_shape(path, inp.name, list(inp.shape), batch)
+        tokens = inp.type in ("tensor(int64)", "tensor(int32)")
+        shape = _resolve_shape(path, inp.name, list(inp.shape), batch, tokens)
         if np.issubdtype(dtype, np.floating):
             feed[inp.name] = rng.standard_normal(shape).astype(dtype)
+        elif "mask" in inp.name:  # every position attended: the full sequence length is computed
+            feed[inp.name] = np.ones(shape, dtype=dtype)
+        elif inp.name == "input_ids":  # ids 1-4 exist in every vocabulary; an embedding lookup costs the same for any
+            feed[inp.name] = rng.integers(1, 5, size=shape).astype(dtype)
         else:
             feed[inp.name] = np.zeros(shape, dtype=dtype)
     outputs = [o.name for o in session.get_outputs()]
@@ -466,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         "--tflite-delegate", choices=("xnnpack", "none"), default="xnnpack", help="LiteRT delegate for .tflite files"
     )
     parser.add_argument(
+        "--seq-len", type=int, default=None, help="tokens per sample for text models with a dynamic sequence length"
+    )
+    parser.add_argument(
         "--clock",
         default="wall",
         choices=["wall", "thread"],
@@ -473,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     TFLITE_DELEGATE["value"] = args.tflite_delegate
+    SEQUENCE["value"] = args.seq_len
     if args.runs < 1 or args.rounds < 1 or args.batch < 1 or args.warmup < 0 or args.threads < 0 or args.per_layer < 0:
         parser.error("--runs, --rounds and --batch must be >= 1; --warmup, --threads and --per-layer >= 0")
     try:

@@ -15,14 +15,18 @@ from edgekd.core.schema import did_you_mean
 from edgekd.models import zoo
 from edgekd.models.taps import NAMED
 
+#: architectures of text models: a Hugging Face folder (or config) and the teacher's own layers
+TEXT_ARCHS = ("hf", "shrink")
+
 
 def arch_problem(arch: str) -> str | None:
     """What is wrong with an ``arch`` name of model.yaml, or None when it names a zoo architecture or a builder."""
-    if ":" in arch or arch in zoo.names():
+    if ":" in arch or arch in zoo.names() or arch in TEXT_ARCHS:
         return None
     return (
-        f"unknown architecture {arch!r}{did_you_mean(arch, zoo.names())}; known: {', '.join(zoo.names())}, "
-        "or 'package.module:function' for your own builder"
+        f"unknown architecture {arch!r}{did_you_mean(arch, [*zoo.names(), *TEXT_ARCHS])}; known: "
+        f"{', '.join(zoo.names())}, {', '.join(TEXT_ARCHS)} (text models), or 'package.module:function' for your own "
+        "builder"
     )
 
 
@@ -67,9 +71,12 @@ def pick_logits(out: Any, output: int | str, key: str) -> torch.Tensor:
     return value
 
 
-def build(spec: ModelSpec, key: str) -> nn.Module:
+def build(spec: ModelSpec, key: str, teacher: nn.Module | None = None, base_dir: Path | None = None) -> nn.Module:
     """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors. With
-    ``spec.output`` the model is wrapped in :class:`Logits`."""
+    ``spec.output`` the model is wrapped in :class:`Logits`. Text models (``hf``, ``shrink``): a teacher loads its
+    folder (``spec.path``, relative to ``base_dir``); a student is made from ``teacher``."""
+    if spec.arch in TEXT_ARCHS:
+        return _build_text(spec, key, teacher, base_dir)
     try:
         model = zoo.build(spec.arch, spec.params)
         if spec.shapes:
@@ -100,6 +107,21 @@ def build(spec: ModelSpec, key: str) -> nn.Module:
             f"{key}: cannot build {spec.arch} with params {spec.params}: {exc}",
             fix=f"check {key}.params (and {key}.shapes) against the {spec.arch} builder's arguments",
         ) from exc
+
+
+def _build_text(spec: ModelSpec, key: str, teacher: nn.Module | None, base_dir: Path | None) -> nn.Module:
+    from edgekd.models import hf
+    from edgekd.models.text import TokenClassifier
+
+    if key == "teacher" or spec.path is not None:
+        if spec.arch != "hf" or spec.path is None:
+            raise ModelError(f"{key}.arch {spec.arch}: a text model loaded from a folder", fix=f"set {key}.arch hf "
+                             f"and {key}.path")  # fmt: skip
+        path = spec.path if spec.path.is_absolute() or base_dir is None else base_dir / spec.path
+        return hf.load_teacher(path, spec.task, key)
+    if not isinstance(teacher, TokenClassifier):
+        raise ModelError(f"{key}.arch {spec.arch} is made from a text teacher", fix="set teacher.arch hf")
+    return hf.shrink(teacher, spec.params, key) if spec.arch == "shrink" else hf.from_config(teacher, spec.params, key)
 
 
 def load_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
@@ -146,7 +168,9 @@ def load_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: Path, key: str) -> None:
     """Load a checkpoint of the model as its builder makes it (inside a :class:`Logits` wrapper, when there is
     one), refusing one that does not fit with the names and shapes that differ."""
-    if isinstance(model, Logits):
+    from edgekd.models.text import TokenClassifier
+
+    if isinstance(model, Logits | TokenClassifier):
         model = model.model
     state = load_state_dict(path, key)
     own = model.state_dict()

@@ -18,6 +18,9 @@ from edgekd.core.artifacts import atomic_writer, sha256_file
 from edgekd.core.progress import EventLog, TaskProgress, console
 from edgekd.data.dataset import DataBundle
 
+#: the files of a Hugging Face tokenizer (copied beside a text model's artifacts)
+TOKENIZER_PREFIXES = ("tokenizer", "special_tokens", "vocab", "merges", "spiece", "added_tokens", "sentencepiece")
+
 
 @dataclass
 class Artifact:
@@ -114,3 +117,22 @@ class Context:
         with self.artifact(f"{name}_preprocessing", filename, "json", precision="-", backend=model.backend) as tmp:
             tmp.write_text(json.dumps(info, indent=2) + "\n")
         return self.artifacts[f"{name}_preprocessing"]
+
+    def add_tokenizer(self) -> list[Artifact]:
+        """The text teacher's tokenizer files in ``tokenizer/`` beside the artifacts, with the class names
+        (``tokenizer/labels.json``): what an application needs to turn text into a model's inputs and back."""
+        source = self.data.tokenizer_dir
+        if source is None or not self.data.is_text:
+            return []
+        out = []
+        for f in sorted(source.iterdir()):
+            if f.is_file() and f.name.startswith(TOKENIZER_PREFIXES):
+                with self.artifact(f"tokenizer/{f.name}", f"tokenizer/{f.name}", "tokenizer", precision="-",
+                                   backend="-") as tmp:  # fmt: skip
+                    tmp.write_bytes(f.read_bytes())
+                out.append(self.artifacts[f"tokenizer/{f.name}"])
+        labels = {"classes": self.data.preprocessing.get("classes", []), **self.data.preprocessing}
+        with self.artifact("tokenizer/labels.json", "tokenizer/labels.json", "json", precision="-", backend="-") as tmp:
+            tmp.write_text(json.dumps(labels, indent=2) + "\n")
+        out.append(self.artifacts["tokenizer/labels.json"])
+        return out

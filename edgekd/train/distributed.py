@@ -89,7 +89,7 @@ def _worker(folder: Path) -> None:
         torch.set_num_threads(max(1, (recipe.settings.threads or job["threads"]) // local_world))
         teacher = build(job["teacher_spec"], "teacher")
         teacher.load_state_dict(job["teacher_state"])
-        student = build(job["student_spec"], "student")
+        student = build(job["student_spec"], "student", teacher=teacher)
         student.load_state_dict(job["student_state"])
         student.to(device)
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)

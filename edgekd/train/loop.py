@@ -54,7 +54,8 @@ class TrainSettings:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "onecycle"  # onecycle | cosine | constant
+    schedule: str = "onecycle"  # onecycle | cosine | linear (10% warm-up, then linear decay) | constant
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw (momentum is unused; the usual choice for transformers)
     augment: bool = True
     crop_pad: int = 2
     flip: bool = True
@@ -113,7 +114,22 @@ def augment_batch(x: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> to
     return x
 
 
+def make_optimizer(params: list[nn.Parameter], s: TrainSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer != "sgd":
+        raise ValueError(f"unknown optimizer {s.optimizer!r} (sgd, adamw)")
+    return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.momentum > 0)
+
+
+def _linear(steps: int) -> Callable[[int], float]:
+    warm = max(1, round(steps * 0.1))
+    return lambda i: (i + 1) / warm if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
+
+
 def _scheduler(opt: torch.optim.Optimizer, s: TrainSettings, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if s.schedule == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(opt, _linear(steps))
     if s.schedule == "onecycle" and steps >= 8:  # OneCycle needs a few steps per phase
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=steps, pct_start=0.25)
     if s.schedule in ("cosine", "onecycle"):
@@ -162,13 +178,7 @@ def _train(
         torch.set_num_threads(settings.threads)
     gen = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
-    opt = torch.optim.SGD(
-        [*model.parameters(), *(extra_params or [])],
-        lr=settings.lr,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-        nesterov=settings.momentum > 0,
-    )
+    opt = make_optimizer([*model.parameters(), *(extra_params or [])], settings)
     amp = AMP.get(settings.amp or "")
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
     # data parallel (torch.distributed initialised, e.g. torchrun DDP workers): a DistributedSampler

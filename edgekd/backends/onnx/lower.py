@@ -11,6 +11,7 @@ import json
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from edgekd.backends.onnx.simplify import simplify_onnx
 from edgekd.core.artifacts import atomic_writer
 from edgekd.core.errors import ExportError
 from edgekd.data.preprocessing import METADATA_KEY
+from edgekd.models.text import TokenClassifier, token_inputs
 
 if TYPE_CHECKING:
     from edgekd.pipeline.context import Context
@@ -115,7 +117,9 @@ def export_onnx(
     opset: int = 17,
     dynamic_batch: bool = False,
 ) -> Path:
-    """Export ``model`` (in eval mode) with input ``input`` and output ``logits``; return the checked file."""
+    """Export ``model`` (in eval mode) with input ``input`` and output ``logits``; return the checked file. A text
+    model (:class:`~edgekd.models.text.TokenClassifier`, ``example`` its packed token inputs) takes its token
+    inputs by name (``input_ids``, ``attention_mask`` ...), int64, with a dynamic sequence length."""
     out = Path(path)
     model_name = type(model).__name__
     was_training = model.training
@@ -127,10 +131,11 @@ def export_onnx(
                     warnings.filterwarnings("ignore", category=DeprecationWarning)
                     warnings.filterwarnings("ignore", category=FutureWarning)
                     warnings.filterwarnings("ignore", message=".*training mode.*")
+                    form = export_form(model, example, dynamic_batch)
                     if opset <= LEGACY_MAX_OPSET:
-                        _export_legacy(model, example, tmp, opset, dynamic_batch)
+                        _export_legacy(form, tmp, opset)
                     else:
-                        _export_dynamo(model, example, tmp, opset, dynamic_batch)
+                        _export_dynamo(form, tmp, opset)
             except ExportError:
                 raise
             except Exception as exc:
@@ -173,41 +178,75 @@ def check_onnx(path: str | os.PathLike[str], what: str, fix: str) -> None:
         raise ExportError(f"{what}: {str(exc).splitlines()[0]}", fix=fix) from exc
 
 
-def _export_legacy(model: nn.Module, example: torch.Tensor, tmp: Path, opset: int, dynamic_batch: bool) -> None:
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+@dataclass
+class ExportForm:
+    """What the exporters are given: the module, its example arguments, their names and dynamic axes."""
+
+    module: nn.Module
+    args: tuple[torch.Tensor, ...]
+    names: list[str]
+    dynamic: dict[str, dict[int, str]]  # input name -> {axis: name}; empty: every size fixed
+
+
+def export_form(model: nn.Module, example: torch.Tensor, dynamic_batch: bool) -> ExportForm:
+    """An image model takes one ``input``; a text model its named token inputs with a dynamic sequence length."""
+    inputs = token_inputs(model)
+    if inputs is None:
+        return ExportForm(model, (example,), [INPUT_NAME], {INPUT_NAME: {0: "batch"}} if dynamic_batch else {})
+    assert isinstance(model, TokenClassifier)
+    args = tuple(example[:, i].long().contiguous() for i in range(len(inputs)))
+    axes = {0: "batch", 1: "sequence"} if dynamic_batch else {1: "sequence"}
+    return ExportForm(model.named_inputs().eval(), args, list(inputs), {n: dict(axes) for n in inputs})
+
+
+def _export_legacy(form: ExportForm, tmp: Path, opset: int) -> None:
+    dynamic_axes: dict[str, dict[int, str]] | None = dict(form.dynamic) or None
+    if dynamic_axes and any(0 in axes for axes in form.dynamic.values()):
+        dynamic_axes[OUTPUT_NAME] = {0: "batch"}
     # the legacy exporter always enables its C++ log and dumps the IR graph there on failure; keep stdout clean
     set_stream = getattr(torch._C, "_jit_set_onnx_log_output_stream", None)
     if set_stream is not None:
         set_stream("stderr")
-    torch.onnx.export(
-        model,
-        (example,),
-        str(tmp),
-        dynamo=False,
-        opset_version=opset,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes=dynamic_axes,
-        do_constant_folding=True,
-        training=torch.onnx.TrainingMode.EVAL,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*advanced indexing.*")
+        torch.onnx.export(
+            form.module,
+            form.args,
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=form.names,
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+            training=torch.onnx.TrainingMode.EVAL,
+        )
 
 
-def _export_dynamo(model: nn.Module, example: torch.Tensor, tmp: Path, opset: int, dynamic_batch: bool) -> None:
+def _export_dynamo(form: ExportForm, tmp: Path, opset: int) -> None:
     dynamic_shapes = None
-    if dynamic_batch:
-        dynamic_shapes = ({0: torch.export.Dim("batch")},)
-        if example.shape[0] == 1:  # torch.export specialises a size-1 dimension; give it two rows
-            example = example.expand(2, *example.shape[1:]).contiguous()
+    args = form.args
+    if form.dynamic:
+        dims = {axis: torch.export.Dim(name) for axes in form.dynamic.values() for axis, name in axes.items()}
+        dynamic_shapes = tuple({axis: dims[axis] for axis in form.dynamic.get(n, {})} for n in form.names)
+        # torch.export specialises a size-1 dimension: give dynamic ones two
+        grown = []
+        for n, a in zip(form.names, args, strict=True):
+            for axis in form.dynamic.get(n, {}):
+                if a.shape[axis] == 1:
+                    a = torch.cat([a, a], dim=axis)
+            grown.append(a.contiguous())
+        args = tuple(grown)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         torch.onnx.export(
-            model,
-            (example,),
+            form.module,
+            args,
             str(tmp),
             dynamo=True,
             external_data=False,
             opset_version=opset,
-            input_names=[INPUT_NAME],
+            input_names=form.names,
             output_names=[OUTPUT_NAME],
             dynamic_shapes=dynamic_shapes,
             verbose=False,

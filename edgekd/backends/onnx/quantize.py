@@ -96,6 +96,61 @@ class ArrayCalibrationReader:
         self._batches = self._iterate()
 
 
+class TokenCalibrationReader(ArrayCalibrationReader):
+    """Feeds packed token inputs (N, F, L) int64 (a text model's, see :mod:`edgekd.models.text`) by input name."""
+
+    def __init__(self, names: list[str], data: np.ndarray, batch_size: int) -> None:
+        self.names = names
+        self.data = np.ascontiguousarray(data, dtype=np.int64)
+        self.batch_size = max(1, batch_size)
+        self.pad_last = False
+        self._batches = self._iterate()
+
+    def get_next(self) -> dict[str, np.ndarray] | None:  # type: ignore[override]
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        return {n: np.ascontiguousarray(batch[:, i]) for i, n in enumerate(self.names)}
+
+
+def token_input_names(path: str | os.PathLike[str]) -> list[str]:
+    """The graph inputs of a text model's ONNX file (int64 token inputs, in order); empty for any other model."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if inputs and inputs[0].type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+        return [i.name for i in inputs]
+    return []
+
+
+def quantize_dynamic_onnx(
+    fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str], per_channel: bool = True
+) -> Path:
+    """Dynamic INT8 (onnxruntime ``quantize_dynamic``): int8 weights, activations quantized at run time from each
+    input's own range (no calibration) -- the usual CPU recipe for BERT-class models."""
+    src, out = Path(fp32_path), Path(out_path)
+    if not src.is_file():
+        raise ExportError(f"fp32 model {src} does not exist", fix="run the ONNX export step before quantization")
+    quantization = _ort_quant()
+    with tempfile.TemporaryDirectory(prefix="edgekd-quant-") as tmpdir:
+        pre = Path(tmpdir) / "preprocessed.onnx"
+        model_in = pre if _preprocess(quantization, src, pre) else src
+        with atomic_writer(out) as tmp:
+            try:
+                quantization.quantize_dynamic(
+                    str(model_in), str(tmp), per_channel=per_channel, weight_type=quantization.QuantType.QInt8
+                )
+            except Exception as exc:
+                raise ExportError(
+                    f"onnxruntime dynamic quantization of {src} failed: {type(exc).__name__}: {exc}",
+                    fix="try quantize.method ptq (static) or another lower.opset",
+                ) from exc
+            _check_loads(tmp, src)
+    return out
+
+
 def _model_input(path: Path) -> tuple[str, list[Any]]:
     import onnx
 
@@ -107,9 +162,10 @@ def _model_input(path: Path) -> tuple[str, list[Any]]:
 
 
 def _preprocess(quantization: Any, src: Path, dst: Path) -> bool:
-    """Run quant_pre_process (shape inference + graph optimisation); False if it fails, leaving ``src`` to use."""
+    """Run quant_pre_process (shape inference + graph optimisation); False if it fails, leaving ``src`` to use.
+    Text models (a dynamic sequence length) skip the symbolic shape inference, which cannot resolve it."""
     try:
-        quantization.quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        quantization.quant_pre_process(str(src), str(dst), skip_symbolic_shape=bool(token_input_names(src)))
     except Exception as exc:  # an optimisation only: quantize the raw graph instead
         log.warning("quant_pre_process failed on %s (%s); quantizing the model as exported", src, exc)
         run_note(
@@ -161,6 +217,14 @@ def quantize_static_onnx(
         )
     quantization = _ort_quant()
     input_name, dims = _model_input(src)
+    tokens = token_input_names(src)
+    if tokens and (calib.ndim != 3 or calib.shape[1] != len(tokens)):
+        raise DataError(
+            f"calibration samples of shape {tuple(calib.shape[1:])} do not fit the token inputs {tokens} of {src}",
+            fix="calibrate a text model on its own tokenized data (calibration.source train or val)",
+        )
+    if tokens:  # a dynamic sequence length: any packed length fits
+        dims = [dims[0], len(tokens), None]
     fixed_dims = [d if isinstance(d, int) and d > 0 else None for d in dims[1:]]
     if len(dims) != calib.ndim or any(d not in (None, s) for d, s in zip(fixed_dims, calib.shape[1:], strict=True)):
         raise DataError(
@@ -178,7 +242,11 @@ def quantize_static_onnx(
         "percentile": quantization.CalibrationMethod.Percentile,
     }[method]
     extra = {"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True, "QuantizeBias": quantize_bias}
-    reader = ArrayCalibrationReader(input_name, calib, batch, pad_last=fixed is not None)
+    reader = (
+        TokenCalibrationReader(tokens, calib, batch)
+        if tokens
+        else ArrayCalibrationReader(input_name, calib, batch, pad_last=fixed is not None)
+    )
     with tempfile.TemporaryDirectory(prefix="edgekd-quant-") as tmpdir:
         pre = Path(tmpdir) / "preprocessed.onnx"
         model_in = pre if _preprocess(quantization, src, pre) else src

@@ -41,9 +41,9 @@ from edgekd.train.pairing import check_layer
 
 
 class Optimizer(Strict):
-    name: Literal["sgd"] = "sgd"
+    name: Literal["sgd", "adamw"] = Field(default="sgd", description="adamw: the usual choice for transformers")
     lr: float = Field(default=0.1, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd only")
     weight_decay: float = Field(default=5e-4, ge=0)
 
 
@@ -82,7 +82,9 @@ class DistillConfig(Strict):
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=128, ge=1)
     optimizer: Optimizer = Field(default_factory=Optimizer)
-    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    schedule: Literal["onecycle", "cosine", "linear", "constant"] = Field(
+        default="onecycle", description="linear: 10% warm-up, then linear decay to zero (BERT fine-tuning)"
+    )
     loss: dict[str, Any] = Field(
         default_factory=lambda: {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4.0}}, validate_default=True
     )
@@ -118,11 +120,12 @@ class DistillConfig(Strict):
     threads: int | None = Field(default=None, ge=1)
 
     def recipe(
-        self, seed: int, labels: str, device: str = "cpu", amp: str | None = None, input_size: int = 28
-    ) -> Recipe:
+        self, seed: int, labels: str, device: str = "cpu", amp: str | None = None, input_size: int = 28,
+        text: bool = False,
+    ) -> Recipe:  # fmt: skip
         """The training recipe these settings describe, with the compile's ``seed``, the resolved ``labels`` and
-        where it trains (``device``, ``amp``)."""
-        augment = Augment() if self.augment is True else self.augment or None
+        where it trains (``device``, ``amp``). Text (token inputs) is never augmented."""
+        augment = None if text else Augment() if self.augment is True else self.augment or None
         return Recipe(
             loss=self.loss,
             labels=labels,
@@ -131,6 +134,7 @@ class DistillConfig(Strict):
                 epochs=self.epochs,
                 batch_size=self.batch_size,
                 lr=self.optimizer.lr,
+                optimizer=self.optimizer.name,
                 momentum=self.optimizer.momentum,
                 weight_decay=self.optimizer.weight_decay,
                 schedule=self.schedule,
@@ -223,7 +227,12 @@ class Distill(Pass):
             "device": describe(torch.device(ctx.train_device)),
             "amp": ctx.amp,
         }
-        if c.init == "inherit":
+        text = ctx.data.is_text
+        if text and "augment" in c.model_fields_set and c.augment:
+            ctx.note("distill.augment: text is not augmented (the setting is ignored for token inputs)")
+        if c.init == "inherit" and text:
+            ctx.note("distill.init inherit: a text student inherits when it is built (student.arch shrink or hf)")
+        elif c.init == "inherit":
             metrics["inherited"] = inherit(student, teacher, ctx.data.train.x[:2])
             if metrics["inherited"]["copied"] + metrics["inherited"]["sliced"] == 0:
                 ctx.note("distill.init inherit: no teacher tensor fits the student; it stays randomly initialised")
@@ -234,13 +243,13 @@ class Distill(Pass):
             keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * fraction))]
             train_split = Split(train_split.x[keep], train_split.y[keep])
 
-        recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp, min(ctx.data.input_shape[1:]))
+        recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp, min(ctx.data.input_shape[1:]), text)
         if c.nproc > 1 or c.nnodes > 1:
             assert ctx.student_spec is not None
             state, history, agreement = fit_distributed(
                 c.nproc,
                 recipe,
-                ctx.config.teacher,
+                teacher_spec_for_workers(ctx),
                 teacher.state_dict(),
                 ctx.student_spec,
                 student.state_dict(),
@@ -286,6 +295,12 @@ class Distill(Pass):
                 "measured": "PyTorch on host, test split",
             }
         )
+
+
+def teacher_spec_for_workers(ctx: Context) -> Any:
+    """The teacher's spec with its folder (text teachers) as an absolute path: workers run elsewhere."""
+    spec = ctx.config.teacher
+    return spec if spec.path is None else spec.model_copy(update={"path": ctx.config.resolve(spec.path)})
 
 
 __all__ = ["Distill", "DistillConfig", "Term"]

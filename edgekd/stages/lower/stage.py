@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from pydantic import Field, field_validator
+from torch import nn
 
 from edgekd.backends.base import BACKENDS, MODEL_KINDS, accuracy, load_function, runs_here, runtime_name
 from edgekd.backends.onnx.lower import LEGACY_MAX_OPSET
@@ -34,6 +35,7 @@ from edgekd.core.errors import ConfigError, ModelError
 from edgekd.core.schema import Strict, did_you_mean
 from edgekd.document.model import Section
 from edgekd.models.count import count_macs, count_params
+from edgekd.models.text import is_text
 from edgekd.pipeline.context import Artifact, Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.lower.report import lower_sections
@@ -121,9 +123,20 @@ class Lower(Pass):
     def report_sections(cls, result: dict[str, Any]) -> list[Section]:
         return lower_sections(result.get("lower") or {})
 
+    def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
+        self._text = is_text(teacher)  # read by check_target, which the compiler calls next
+
     def check_target(self, where: str, target: TargetConfig) -> None:
         """Before anything runs: the target's backends must be usable here (the TFLite converter is installed)."""
         c: LowerConfig = self.config  # type: ignore[assignment]
+        others = [b for b in target.backends if b != "onnx"]
+        if getattr(self, "_text", False) and others:
+            raise ConfigError(
+                f"{where}: target {target.name} ships {', '.join(others)}, which edgekd does not lower text models to "
+                "yet (ONNX only)",
+                fix="compile text models for an ONNX Runtime target (x86-cpu), or a copy of your target with "
+                "backends: [onnx]",
+            )
         for name in target.backends:
             if (check := BACKENDS[name].check) is not None:
                 load_function(check)(c, target)
@@ -144,8 +157,12 @@ class Lower(Pass):
         summary["dynamic_batch"] = c.dynamic_batch
         if c.refuse_chance:
             _refuse_at_chance(ctx)
-        for name in dict.fromkeys(["onnx", *ctx.target.backends]):  # ONNX always, first: the others may build on it
+        backends = list(dict.fromkeys(["onnx", *ctx.target.backends]))  # ONNX always, first: the others build on it
+        for name in backends:
             BACKENDS[name].lower_fn()(ctx, c, summary)
+        if ctx.data.is_text:
+            summary["tokenizer"] = [a.path for a in ctx.add_tokenizer()]
+            summary["inputs"] = ctx.data.preprocessing.get("inputs")
         files = {ctx.path_of(a.name).name for a in ctx.artifacts.values() if a.kind in MODEL_KINDS}
         if unknown := c.parity.unknown_files(files):
             raise ConfigError(

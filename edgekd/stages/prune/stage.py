@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from edgekd.backends.base import BACKENDS
-from edgekd.core.errors import PipelineError
+from edgekd.core.errors import ConfigError, PipelineError
 from edgekd.core.progress import console
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section
@@ -36,6 +36,7 @@ from edgekd.latency.search_latency import candidate_latency
 from edgekd.models.count import count_macs, count_params
 from edgekd.models.shapes import changed_shapes, layer_shapes
 from edgekd.models.sparsity_2_4 import compute_masks, masks_kept
+from edgekd.models.text import is_text
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.guard import Guard, guard_of
 from edgekd.pipeline.stage import Pass, register_pass
@@ -91,6 +92,12 @@ class Prune(Pass):
     def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
         self.where = where
         c: PruneConfig = self.config  # type: ignore[assignment]
+        if is_text(teacher):
+            raise ConfigError(
+                f"{where}: channel pruning is for image models; text models are not pruned yet",
+                fix="make a smaller text student with student.arch shrink (fewer layers, a narrower FFN) and remove "
+                "the prune pass",
+            )
         if student is not None and c.ignore:
             find_layers(student, c.ignore, f"{where}.ignore")
 

@@ -90,10 +90,13 @@ def match_layers(fp32: Path, model: nn.Module | None, example: torch.Tensor | No
     return [Layer(n, op, m) for (n, op), m in zip(nodes, modules, strict=True)]
 
 
-def host_latency_ms(path: Path, shape: tuple[int, ...], threads: int | None, runs: int = 200) -> float:
-    """Median batch-1 latency in ONNX Runtime in this process (for comparisons between variants)."""
+def host_latency_ms(
+    path: Path, shape: tuple[int, ...], threads: int | None, runs: int = 200, sample: np.ndarray | None = None
+) -> float:
+    """Median batch-1 latency in ONNX Runtime in this process (for comparisons between variants), on random
+    inputs of ``shape`` or on ``sample`` (one real sample: a text model's tokens)."""
     ort = OrtModel(path, threads)
-    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    x = sample if sample is not None else np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
     for _ in range(20):
         ort.run(x)
     times = []

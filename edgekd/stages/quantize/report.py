@@ -14,13 +14,7 @@ def quantize_sections(student: dict[str, Any]) -> list[Section]:
         out.append(
             Section(
                 "Quantization",
-                [
-                    Text(
-                        f"Static INT8, QDQ, {quant['activation_type']} activations, per-channel weights: "
-                        f"{quant['per_channel']}, {quant['calibration_samples']} calibration images "
-                        f"({quant['calibration_method']}); val accuracy {num(quant['val_accuracy'])}%."
-                    )
-                ],
+                [Text(_summary(quant))],
             )
         )
         qat = quant.get("qat")
@@ -65,3 +59,23 @@ def quantize_sections(student: dict[str, Any]) -> list[Section]:
                 )
             )
     return out
+
+
+def _summary(quant: dict[str, Any]) -> str:
+    if quant.get("method") == "dynamic":  # text models: no calibration
+        return (
+            f"Dynamic INT8 ({quant['format']}): int8 weights (per-channel: {quant['per_channel']}), activations "
+            f"quantized at run time from their own ranges; val accuracy {num(quant['val_accuracy'])}%."
+        )
+    if "activation_type" not in quant:  # text models, static QDQ
+        calib = quant.get("calibration") or {}
+        return (
+            f"Static INT8, QDQ, {quant['activations']} activations, per-channel weights: {quant['per_channel']}, "
+            f"{calib.get('samples')} calibration texts ({calib.get('method')}); val accuracy "
+            f"{num(quant['val_accuracy'])}%."
+        )
+    return (
+        f"Static INT8, QDQ, {quant['activation_type']} activations, per-channel weights: "
+        f"{quant['per_channel']}, {quant['calibration_samples']} calibration images "
+        f"({quant['calibration_method']}); val accuracy {num(quant['val_accuracy'])}%."
+    )

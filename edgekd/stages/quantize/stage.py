@@ -25,16 +25,20 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from edgekd.backends.base import BACKENDS, backend_for_runtime, int8_scheme
 from edgekd.backends.base import accuracy as artifact_accuracy
 from edgekd.backends.onnx.lower import embed_preprocessing, export_onnx
+from edgekd.backends.onnx.quantize import quantize_dynamic_onnx, quantize_static_onnx
 from edgekd.backends.onnx.runtime import OrtModel
+from edgekd.core.errors import ConfigError
 from edgekd.core.progress import console
 from edgekd.core.schema import Strict
 from edgekd.document.model import Section
 from edgekd.latency.for_target import measure_for_target, predicted_for
 from edgekd.models.sparsity_2_4 import masks_kept, sparse_layers
+from edgekd.models.text import is_text
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.guard import guard_of
 from edgekd.pipeline.stage import Pass, register_pass
@@ -64,7 +68,11 @@ class FallbackConfig(Strict):
 
 class QuantizeConfig(Strict):
     precision: Literal["int8", "fp16", "fp32"] = "int8"
-    method: Literal["ptq", "qat"] = "ptq"
+    method: Literal["ptq", "qat", "dynamic"] = Field(
+        default="ptq",
+        description="ptq: static calibration; qat: fake-quantized KD from the teacher first; dynamic (text models): "
+        "int8 weights, activations quantized at run time (ONNX Runtime quantize_dynamic)",
+    )
     qat: QATConfig = Field(default_factory=QATConfig)
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     guard: bool = Field(default=True, description="respect constraints.max_accuracy_drop")
@@ -91,8 +99,25 @@ class Quantize(Pass):
     def report_sections(cls, result: dict[str, Any]) -> list[Section]:
         return quantize_sections(result.get("student", {}))
 
+    def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
+        c: QuantizeConfig = self.config  # type: ignore[assignment]
+        text = is_text(teacher)
+        if c.precision == "int8" and c.method == "dynamic" and not text:
+            raise ConfigError(
+                f"{where}.method dynamic is for text models (MatMul-heavy transformers)",
+                fix="use method ptq or qat for an image model",
+            )
+        if text and c.precision == "int8" and c.method == "qat":
+            raise ConfigError(
+                f"{where}.method qat is not available for text models yet",
+                fix="use method dynamic (the usual CPU recipe for BERT-class models) or ptq (static QDQ)",
+            )
+
     def run(self, ctx: Context) -> None:
         c: QuantizeConfig = self.config  # type: ignore[assignment]
+        if c.precision == "int8" and ctx.data.is_text:
+            self._text_int8(ctx)
+            return
         if c.precision == "fp32":
             ctx.metrics["quantize"] = {"precision": "fp32"}
             return
@@ -216,6 +241,70 @@ class Quantize(Pass):
                 ["student.int8.onnx"],
             )
 
+    def _text_int8(self, ctx: Context) -> None:
+        """INT8 of a text model: dynamic (int8 weights, run-time activation ranges) or static QDQ calibrated on
+        the calibration texts; judged on the validation split like the image path (no per-layer fallback yet)."""
+        c: QuantizeConfig = self.config  # type: ignore[assignment]
+        assert ctx.student is not None
+        tq = ctx.target.quantization
+        act = c.activation_type or tq.activation_type
+        per_channel = tq.per_channel if c.per_channel is None else c.per_channel
+        calib_x, val, threads = ctx.data.calibration.x, ctx.data.val, ctx.target.runtime.threads
+        guard = guard_of(ctx, c.guard)
+        method = ctx.config.calibration.method
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(ctx.student, calib_x[:1], Path(tmp) / "student.fp32.onnx", opset=c.opset)
+            int8 = Path(tmp) / "student.int8.onnx"
+            if c.method == "dynamic":
+                quantize_dynamic_onnx(fp32, int8, per_channel)
+                how = {"format": "dynamic (QOperator MatMulInteger)", "activations": "uint8, ranges at run time"}
+            else:
+                quantize_static_onnx(
+                    fp32, int8, calib_x.numpy(), act, tq.weight_type, per_channel, method,
+                    quantize_bias=tq.quantize_bias,
+                )  # fmt: skip
+                how = {"format": "QDQ", "activations": act, "calibration": {"samples": len(calib_x), "method": method}}
+            acc = artifact_accuracy(int8, val.x, val.y, threads)
+            latency: dict[str, Any] = {}
+            if c.fallback.latency != "off":
+                latency = _latency_check(
+                    ctx, fp32, int8, ctx.data.input_shape, threads, _host_runs_the_target(ctx), val.x[:1].numpy()
+                )
+            with ctx.artifact("onnx_int8", "student.int8.onnx", "onnx", precision="int8", backend="onnx") as out:
+                shutil.copyfile(int8, out)
+                embed_preprocessing(out, ctx.data.preprocessing)
+        art = ctx.artifacts["onnx_int8"]
+        art.info["quantization"] = {**how, "weights": "int8", "per_channel": per_channel, "method": c.method}
+        if latency.get("checked") and latency["int8_ms"] > latency["fp32_ms"] * 1.05:
+            ctx.note(
+                f"quantize: INT8 is slower than fp32 ({latency['where']}: {latency['int8_ms']:.3f} ms vs "
+                f"{latency['fp32_ms']:.3f} ms, batch 1); ship the fp32 student.onnx for {ctx.target.name}"
+            )
+            latency["int8_slower"] = True
+        elif latency and not latency.get("checked"):
+            ctx.note(f"quantize: INT8 vs fp32 latency not checked: {latency['why']}")
+        ctx.metrics["quantize"] = {
+            "precision": "int8",
+            "method": c.method,
+            **how,
+            "per_channel": per_channel,
+            "val_accuracy": acc,
+            "latency_check": latency,
+            "guard": None if guard is None else {"floor_val_accuracy": guard.floor, "max_drop": guard.max_drop},
+        }
+        ctx.stages.append(
+            {
+                "stage": "quantize",
+                "model": f"student int8 ({c.method})",
+                "accuracy_val": acc,
+                "bytes": art.bytes,
+                "artifact": "onnx_int8",
+                "measured": "ONNX Runtime on host, val split",
+            }
+        )
+        if guard is not None and not guard.ok(acc):
+            raise guard.failure("quantize", acc, f"INT8 ({c.method})", ["student.int8.onnx"])
+
     def _qat(self, ctx: Context, quantization: Any) -> tuple[dict[str, Any], Simulation]:
         """Fake-quantized KD under the scheme of the target's first backend (the file it deploys)."""
         c: QuantizeConfig = self.config  # type: ignore[assignment]
@@ -303,8 +392,9 @@ def _host_runs_the_target(ctx: Context) -> bool:
 
 
 def _latency_check(
-    ctx: Context, fp32: Path, int8: Path, shape: tuple[int, ...], threads: int | None, host_is_target: bool
-) -> dict[str, Any]:
+    ctx: Context, fp32: Path, int8: Path, shape: tuple[int, ...], threads: int | None, host_is_target: bool,
+    sample: Any = None,
+) -> dict[str, Any]:  # fmt: skip
     """fp32 vs INT8 latency of the QDQ file in the target's own runtime: on this host when it is the target, on
     the target's SSH device when it runs ONNX Runtime there, else by the target's latency predictor; otherwise
     not checked (host ONNX Runtime timings say nothing of another runtime or device)."""
@@ -312,8 +402,8 @@ def _latency_check(
     if host_is_target:
         return {
             "checked": True,
-            "fp32_ms": host_latency_ms(fp32, shape, threads),
-            "int8_ms": host_latency_ms(int8, shape, threads),
+            "fp32_ms": host_latency_ms(fp32, shape, threads, sample=sample),
+            "int8_ms": host_latency_ms(int8, shape, threads, sample=sample),
             "where": "ONNX Runtime on this host, the target",
             "source": "measured-host",
         }

@@ -25,14 +25,16 @@ from typing import Any, ClassVar
 
 import torch
 from pydantic import Field, field_validator, model_validator
+from torch import nn
 
 from edgekd.config.model import ModelSpec
-from edgekd.core.errors import PipelineError
+from edgekd.core.errors import ConfigError, PipelineError
 from edgekd.core.schema import Strict, did_you_mean
 from edgekd.document.model import Section
 from edgekd.latency.search_latency import candidate_latency
 from edgekd.models.build import build
 from edgekd.models.count import count_macs, count_params
+from edgekd.models.text import is_text
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.search.evolution import Evaluated, aging_evolution, pareto
@@ -134,6 +136,14 @@ class Search(Pass):
     changes_student = True
     result_key = ("search",)
     report_position = "overview"
+
+    def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
+        if is_text(teacher):
+            raise ConfigError(
+                f"{where}: the student search covers image models; text students are not searched yet",
+                fix="name a text student (student.arch shrink with params.layers, or arch hf with a small config) "
+                "and remove the search pass",
+            )
 
     def result_entry(self, ctx: Context) -> Any:
         """The whole search.json (every candidate), else the metrics."""
@@ -254,7 +264,7 @@ class Search(Pass):
         bar.finish(best_score=best.score, evaluated=len(scored))
         ctx.student_spec = ModelSpec(arch=c.space.arch, params=best.params)
         torch.manual_seed(seed)
-        ctx.student = build(ctx.student_spec, "student")
+        ctx.student = build(ctx.student_spec, "student", teacher=ctx.teacher, base_dir=ctx.config.base_dir)
         if ctx.config.student is not None:
             ctx.note("search replaced the student given in model.yaml")
         doc = {

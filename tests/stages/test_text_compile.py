@@ -1,0 +1,91 @@
+"""A text classifier compiled end to end: shrink student, distill, INT8, ONNX with named token inputs, latency per
+sequence length, tokenizer shipped beside the artifacts; unsupported passes and backends refused up front."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+import edgekd
+from edgekd.core.errors import ConfigError
+from tests.helpers import write_config
+from tests.text_helpers import make_teacher, text_config
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("text-teacher") / "teacher")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory, teacher: Path) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("textc")
+    cfg = text_config(folder, teacher)
+    r = edgekd.compile(write_config(folder, cfg), target="x86-cpu", out=folder / "runs", quiet=True)
+    return r.run_dir, json.loads(r.result_path.read_text())
+
+
+def test_student_is_distilled_and_lowered_with_token_inputs(compiled):
+    run, res = compiled
+    import onnxruntime
+
+    assert res["teacher"]["val_accuracy"] >= 90  # the tiny teacher learned its task
+    assert res["student"]["distill"]["val_accuracy"] >= 90
+    for name in ("student.onnx", "student.int8.onnx", "teacher.onnx"):
+        sess = onnxruntime.InferenceSession(str(run / name))
+        assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
+        assert sess.get_inputs()[0].shape[1] == "sequence"
+    parity = res["lower"]["artifacts"]
+    assert parity["onnx"]["parity"]["passed"] and parity["onnx"]["parity"]["max_abs_diff"] < 1e-4
+    assert parity["onnx_int8"]["parity"]["top1_agreement"] >= 80
+    assert res["student"]["quantize"]["method"] == "dynamic"
+
+
+def test_tokenizer_and_labels_ship_beside_the_artifacts(compiled):
+    run, _ = compiled
+    labels = json.loads((run / "tokenizer" / "labels.json").read_text())
+    assert labels["classes"] == ["rotten", "fresh"] and labels["max_length"] == 16
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run / "tokenizer", local_files_only=True)
+    assert tok("good film")["input_ids"][0] == tok.cls_token_id
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert any(a["path"] == "tokenizer/tokenizer.json" and a["sha256"] for a in manifest["artifacts"].values())
+
+
+def test_latency_is_measured_per_sequence_length(compiled):
+    _, res = compiled
+    by_length = res["profile"]["sequence_lengths"]
+    assert set(by_length) == {"8", "16"} and res["profile"]["sequence_length"] == 16
+    for name in ("onnx", "onnx_int8", "teacher_onnx"):
+        assert by_length["8"][name]["p50_ms"] > 0 and by_length["16"][name]["p50_ms"] > 0
+    assert res["profile"]["results"]["onnx"]["sequence_length"] == 16
+
+
+@pytest.mark.parametrize(
+    ("passes", "target", "match"),
+    [
+        ([{"prune": {"ratio": 0.3}}], "x86-cpu", "text models are not pruned yet"),
+        ([{"search": {}}], "x86-cpu", "text students are not searched yet"),
+        ([{"quantize": {"method": "qat"}}], "x86-cpu", "qat is not available for text models"),
+        ([{"lower": {}}], "raspberry-pi-4", "does not lower text models to yet"),
+    ],
+)
+def test_unsupported_text_paths_are_refused_before_anything_runs(tmp_path, teacher, passes, target, match):
+    cfg = text_config(tmp_path, teacher, passes=passes)
+    with pytest.raises(ConfigError, match=match):
+        edgekd.compile(write_config(tmp_path, cfg), target=target, out=tmp_path / "runs", quiet=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dynamic_int8_is_refused_for_image_models(tiny, tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load(tiny.read_text())
+    cfg["passes"] = [{"quantize": {"method": "dynamic"}}]
+    with pytest.raises(ConfigError, match="method dynamic is for text models"):
+        edgekd.compile(write_config(tiny.parent, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
