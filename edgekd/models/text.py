@@ -96,6 +96,15 @@ def packed_shape(model: nn.Module, max_length: int) -> tuple[int, int]:
     return (len(model.inputs), max_length)
 
 
+def attention_mask(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """For a text model, the boolean attention mask (B x L, true at real tokens) of the packed batch ``x``, cut as
+    the model cuts it (so it lines up with what its layers computed); None for other models or without a mask."""
+    if not isinstance(model, TokenClassifier):
+        return None
+    mask = model.unpack(x).get("attention_mask")
+    return mask.bool() if mask is not None else None
+
+
 def token_inputs(model: nn.Module) -> tuple[str, ...] | None:
     """The token inputs of a text model, in packing order; None for any other model."""
     return model.inputs if isinstance(model, TokenClassifier) else None

@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekd.train.pairing import Projections
+
 
 def _detached(x: Any) -> Any:
     """``x`` (a tensor, or a module's tuple of outputs such as attention's) cut from the autograd graph."""
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, torch.Tensor | Projections):
         return x.detach()
     if isinstance(x, tuple | list):
         return type(x)(_detached(v) for v in x)
@@ -36,6 +38,8 @@ class Batch:
     #: classifier weights (K x C) of student and teacher, for the DisWOT semantic term
     student_fc: torch.Tensor | None = None
     teacher_fc: torch.Tensor | None = None
+    #: token models: B x L, true at real tokens (padding never counts in a token-level term)
+    mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         """The teacher is a fixed target: no term sends gradient into it, whatever graph its tensors carry."""
@@ -46,13 +50,20 @@ class Batch:
 
 
 class Term(nn.Module):
-    """A loss term. ``pairs`` lists the (student, teacher) layers whose outputs it needs."""
+    """A loss term. ``pairs`` lists the (student, teacher) layers whose outputs it needs.
+
+    A term with trainable adapters whose shapes follow the features (``builds = True``) creates them in
+    :meth:`build` from one probe pass's outputs, before the optimizer is made."""
 
     needs_fc = False
+    builds = False
 
     def __init__(self, pairs: list[tuple[str, str]] | None = None) -> None:
         super().__init__()
         self.pairs = pairs or []
+
+    def build(self, outputs: dict[tuple[str, str], tuple[Any, Any]]) -> None:
+        """Create the adapters from the paired (student, teacher) outputs of one probe pass."""
 
     def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -171,6 +182,8 @@ class FitNet(Term):
     """FitNets hint (Romero et al. 2015): MSE between the teacher's features and a regressor of the
     student's (1x1 conv + BN when channels differ; the student map is resized when sizes differ)."""
 
+    builds = True
+
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         super().__init__(pairs)
         self.regressors = nn.ModuleDict()
@@ -182,10 +195,10 @@ class FitNet(Term):
             )
         return self.regressors[key]
 
-    def build(self, shapes: dict[tuple[str, str], tuple[torch.Size, torch.Size]]) -> None:
-        """Create the regressors from one probe pass's feature shapes (so the optimizer sees them)."""
-        for (s, t), (shape_s, shape_t) in shapes.items():
-            self.regressor(_key(s, t), shape_s[1], shape_t[1])
+    def build(self, outputs: dict[tuple[str, str], tuple[Any, Any]]) -> None:
+        """Create the regressors from one probe pass's features (so the optimizer sees them)."""
+        for (s, t), (f_s, f_t) in outputs.items():
+            self.regressor(_key(s, t), f_s.shape[1], f_t.shape[1])
 
     def forward(self, b: Batch) -> torch.Tensor:
         total = b.student_logits.new_zeros(())
@@ -311,28 +324,131 @@ class DisWOTRelation(SP):
 # --------------------------------------------------------------------------------------------- MiniLM
 
 
+def _kl_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) of each row (last dimension) of two tensors of distributions."""
+    return (p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(-1)
+
+
 def minilm_loss(attn_s: torch.Tensor, attn_t: torch.Tensor, v_s: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
     """MiniLM (Wang et al. 2020), last layer: KL of teacher vs student attention distributions
     (B x H x L x L, rows summing to 1) + KL of value relations softmax(V V^T / sqrt(d_head))."""
 
-    def kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:  # KL(p || q), rows are distributions
-        return (p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(-1).mean()
-
     def relation(v: torch.Tensor) -> torch.Tensor:
         return F.softmax(v @ v.transpose(-1, -2) / math.sqrt(v.shape[-1]), -1)
 
-    return kl(attn_t, attn_s) + kl(relation(v_t), relation(v_s))
+    return _kl_rows(attn_t, attn_s).mean() + _kl_rows(relation(v_t), relation(v_s)).mean()
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """B x L x W -> B x heads x L x W/heads."""
+    b, length, width = x.shape
+    if width % heads:
+        raise ValueError(f"a width of {width} does not split into {heads} relation heads")
+    return x.view(b, length, heads, width // heads).transpose(1, 2)
+
+
+def relation_log_probs(a: torch.Tensor, b: torch.Tensor, heads: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """log softmax(A_h B_h^T / sqrt(d_r)) per relation head h (B x heads x L x L), padded keys left out: with A = Q
+    and B = K and as many relation heads as attention heads, these are the model's own attention distributions."""
+    a_h, b_h = split_heads(a, heads), split_heads(b, heads)
+    scores = a_h @ b_h.transpose(-1, -2) / math.sqrt(a_h.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+    return F.log_softmax(scores.float(), -1)
+
+
+def masked_relation_kl(t: torch.Tensor, s: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over heads and real query tokens of KL(teacher row || student row); both are log probabilities whose
+    padded keys carry (numerically) zero probability."""
+    kl = (t.exp() * (t - s)).sum(-1)  # B x heads x L
+    if mask is None:
+        return kl.mean()
+    rows = mask[:, None, :].expand_as(kl)
+    return kl[rows].mean() if rows.any() else kl.sum() * 0
+
+
+def minilm_relations(s: Projections, t: Projections, heads: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """MiniLM on Hugging Face attention: the attention distributions (Q-K) and value relations (V-V) of teacher
+    and student, in ``heads`` relation heads (MiniLMv2's device, so that head counts and widths may differ)."""
+    assert s.q is not None and s.k is not None and s.v is not None, "the student's projections were not captured"
+    assert t.q is not None and t.k is not None and t.v is not None, "the teacher's projections were not captured"
+    attention = masked_relation_kl(
+        relation_log_probs(t.q, t.k, heads, mask), relation_log_probs(s.q, s.k, heads, mask), mask
+    )
+    values = masked_relation_kl(
+        relation_log_probs(t.v, t.v, heads, mask), relation_log_probs(s.v, s.v, heads, mask), mask
+    )
+    return attention + values
 
 
 class MiniLM(Term):
-    """Self-attention distillation of the paired attention modules, which must output
-    ``(output, attention_probs, values)`` (B x H x L x L and B x H x L x d)."""
+    """Self-attention distillation (MiniLM, Wang et al. 2020) of paired attention modules.
+
+    Hugging Face attention modules (any with ``query``/``key``/``value``, ``q_lin``/... or ``q_proj``/...
+    projections): KL of the attention distributions softmax(QK^T/sqrt(d)) and of the value relations
+    softmax(VV^T/sqrt(d)), in ``relation_heads`` heads (0: the teacher's attention heads; set it when the student
+    has other heads, to a number dividing both widths, as MiniLMv2 does), padded tokens left out. Modules that
+    return ``(output, attention_probs, values)`` (B x H x L x L and B x H x L x d) are compared as they are."""
+
+    def __init__(self, pairs: list[tuple[str, str]], relation_heads: int = 0) -> None:
+        super().__init__(pairs)
+        if relation_heads < 0 or relation_heads != int(relation_heads):
+            raise ValueError(f"relation_heads: a whole number >= 0 (0: the teacher's heads), got {relation_heads}")
+        self.relation_heads = int(relation_heads)
 
     def forward(self, b: Batch) -> torch.Tensor:
         total = b.student_logits.new_zeros(())
         for (s, t), (out_s, out_t) in b.features.items():
-            if (s, t) in self.pairs:
+            if (s, t) not in self.pairs:
+                continue
+            if isinstance(out_s, Projections) and isinstance(out_t, Projections):
+                heads = self.relation_heads or out_t.heads
+                total = total + minilm_relations(out_s, out_t, heads, b.mask)
+            else:
                 total = total + minilm_loss(out_s[1], out_t[1], out_s[2], out_t[2])  # type: ignore[index]
+        return total / max(1, len(self.pairs))
+
+
+# ------------------------------------------------------------------------------------ token-level terms
+
+
+def _tokens(out: Any, where: str) -> torch.Tensor:
+    """The B x L x W hidden states a layer returned (the first element of a tuple)."""
+    h = out[0] if isinstance(out, tuple | list) else out
+    if not isinstance(h, torch.Tensor) or h.ndim != 3:
+        shape = list(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+        raise ValueError(f"hidden: {where} returned {shape}, not hidden states [batch, tokens, width]")
+    return h
+
+
+class Hidden(Term):
+    """TinyBERT's hidden-state and embedding distillation (Jiao et al. 2020): MSE between the teacher's token states
+    and a learned projection of the student's (a linear map when the widths differ), over real tokens only. Pair
+    transformer layers (``...encoder.layer.N``) or the embeddings."""
+
+    builds = True
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__(pairs)
+        self.projections = nn.ModuleDict()
+
+    def projection(self, key: str, w_s: int, w_t: int) -> nn.Module:
+        if key not in self.projections:
+            self.projections[key] = nn.Identity() if w_s == w_t else nn.Linear(w_s, w_t, bias=False)
+        return self.projections[key]
+
+    def build(self, outputs: dict[tuple[str, str], tuple[Any, Any]]) -> None:
+        for (s, t), (o_s, o_t) in outputs.items():
+            self.projection(_key(s, t), _tokens(o_s, s).shape[-1], _tokens(o_t, t).shape[-1])
+
+    def forward(self, b: Batch) -> torch.Tensor:
+        total = b.student_logits.new_zeros(())
+        for (s, t), (o_s, o_t) in b.features.items():
+            if (s, t) not in self.pairs:
+                continue
+            h_s, h_t = _tokens(o_s, s), _tokens(o_t, t)
+            err = (self.projection(_key(s, t), h_s.shape[-1], h_t.shape[-1])(h_s) - h_t).pow(2).mean(-1)
+            total = total + (err[b.mask] if b.mask is not None else err).mean()
         return total / max(1, len(self.pairs))
 
 
@@ -352,6 +468,7 @@ TERMS: dict[str, tuple[Callable[..., Term], bool]] = {
     "diswot_semantic": (DisWOTSemantic, True),
     "diswot_relation": (DisWOTRelation, True),
     "minilm": (MiniLM, True),
+    "hidden": (Hidden, True),
 }
 
 

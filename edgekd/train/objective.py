@@ -14,8 +14,9 @@ from torch import nn
 
 from edgekd.core.device import on_device
 from edgekd.data.dataset import Split
+from edgekd.models.text import attention_mask
 from edgekd.train.loop import ProgressSink, TrainHistory, TrainSettings, teacher_predictions, train
-from edgekd.train.losses import Batch, FitNet, build_term
+from edgekd.train.losses import Batch, build_term
 from edgekd.train.pairing import capture
 
 
@@ -76,17 +77,17 @@ def _fit(
         cached = cached.to(device)
     extra: list[nn.Parameter] = []
     with capture(student, {s for s, _ in pairs}, store_s), capture(teacher, {t for _, t in pairs}, store_t):
-        fitnets = [t for t in terms.values() if isinstance(t, FitNet)]
-        if fitnets:  # probe once so the regressors exist (with the right shapes) before the optimizer
+        adapted = [t for t in terms.values() if t.builds]
+        if adapted:  # probe once so the adapters exist (with the right shapes) before the optimizer
             with torch.no_grad(), on_device(student, device):
                 was = student.training
                 student.eval()
                 student(data.x[:2].to(device))
                 student.train(was)
                 teacher(data.x[:2].to(device))
-            torch.manual_seed(recipe.settings.seed)  # identical regressors in every process
-            for f in fitnets:
-                f.build({(s, t): (store_s[s].shape, store_t[t].shape) for s, t in f.pairs})
+            torch.manual_seed(recipe.settings.seed)  # identical adapters in every process
+            for term in adapted:
+                term.build({(s, t): (store_s[s], store_t[t]) for s, t in term.pairs})
         for term in terms.values():
             term.to(device)
             extra += list(term.parameters())
@@ -99,7 +100,8 @@ def _fit(
                 with torch.no_grad():
                     t_logits = teacher(x)
             labels = t_logits.argmax(1) if recipe.labels == "teacher" else y
-            batch = Batch(logits, t_logits, labels, {(s, t): (store_s[s], store_t[t]) for s, t in pairs})
+            features = {(s, t): (store_s[s], store_t[t]) for s, t in pairs}
+            batch = Batch(logits, t_logits, labels, features, mask=attention_mask(student, x))
             return {name: weights[name] * term(batch) for name, term in terms.items() if weights[name] > 0}
 
         model.train()

@@ -89,3 +89,40 @@ def test_dynamic_int8_is_refused_for_image_models(tiny, tmp_path):
     cfg["passes"] = [{"quantize": {"method": "dynamic"}}]
     with pytest.raises(ConfigError, match="method dynamic is for text models"):
         edgekd.compile(write_config(tiny.parent, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
+
+
+def test_minilm_and_hidden_terms_distill_a_text_student(tmp_path, teacher):
+    layer = "model.bert.encoder.layer.{}"
+    attn = layer + ".attention.self"
+    loss = {
+        "kd": {"weight": 1.0, "temperature": 2},
+        "minilm": {"weight": 1.0, "pairs": [{"student": attn.format(1), "teacher": attn.format(3)}]},
+        "hidden": {"weight": 1.0, "pairs": [{"student": layer.format(1), "teacher": layer.format(3)}]},
+    }
+    distill = {"epochs": 3, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 1e-3}, "loss": loss}
+    cfg = text_config(tmp_path, teacher, passes=[{"distill": distill}])
+    r = edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
+    res = json.loads(r.result_path.read_text())
+    epochs = res["student"]["distill"]["epochs"]
+    for term in ("loss_kd", "loss_minilm", "loss_hidden"):
+        assert epochs[-1][term] < epochs[0][term], term  # each term is optimised
+    assert 0 < epochs[-1]["loss_minilm"] < 1 and res["student"]["distill"]["val_accuracy"] >= 90
+
+
+LAYER1, ATTN3 = "model.bert.encoder.layer.1", "model.bert.encoder.layer.3.attention.self"
+
+
+@pytest.mark.parametrize(
+    ("pair", "extra", "match"),
+    [
+        ({"student": LAYER1, "teacher": ATTN3}, {},
+         r"minilm.pairs\[0\].student: 'model.bert.encoder.layer.1' is not an attention module"),
+        ({"student": LAYER1 + ".attention.self", "teacher": ATTN3},
+         {"relation_heads": 3}, "3 relation heads do not divide the student's 32 and the teacher's 32-wide"),
+    ],
+)  # fmt: skip
+def test_minilm_pairs_that_cannot_compare_are_refused_before_training(tmp_path, teacher, pair, extra, match):
+    distill = {"epochs": 1, "loss": {"kd": 1.0, "minilm": {"weight": 1.0, "pairs": [pair], **extra}}}
+    cfg = text_config(tmp_path, teacher, passes=[{"distill": distill}])
+    with pytest.raises(ConfigError, match=match):
+        edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)

@@ -103,7 +103,7 @@ def test_sinkhorn_matches_numpy_and_vanishes_on_equal_inputs() -> None:
 def test_fitnet_builds_a_regressor_only_when_channels_differ() -> None:
     term = FitNet(pairs=[("a", "b"), ("c", "d")])
     f_s, f_t = torch.randn(2, 8, 14, 14), torch.randn(2, 16, 7, 7)
-    term.build({("a", "b"): (f_s.shape, f_t.shape), ("c", "d"): (f_t.shape, f_t.shape)})
+    term.build({("a", "b"): (f_s, f_t), ("c", "d"): (f_t, f_t)})
     reg = term.regressors["a->b"]
     assert isinstance(reg[0], torch.nn.Conv2d) and (reg[0].in_channels, reg[0].out_channels) == (8, 16)
     assert isinstance(term.regressors["c->d"], torch.nn.Identity)

@@ -11,7 +11,7 @@
       fitnet: {weight: 100, pairs: [{student: layer2, teacher: layer3}]}
 ```
 Terms: see :mod:`edgekd.train.losses` (ce, kd, dkd, dist, sinkhorn, fitnet, at, sp, rkd,
-diswot_semantic, diswot_relation, minilm). Layer names are module paths, checked before anything runs.
+diswot_semantic, diswot_relation, minilm, hidden). Layer names are module paths, checked before anything runs.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from edgekd.train.loop import TrainSettings, accuracy
 from edgekd.train.loss_config import validate_loss
 from edgekd.train.losses import TERMS, Term
 from edgekd.train.objective import Recipe, fit
-from edgekd.train.pairing import check_layer
+from edgekd.train.pairing import attention_heads, check_layer, projections
 
 
 class Optimizer(Strict):
@@ -202,6 +202,8 @@ class Distill(Pass):
                 problems.append(p)
             if p := check_layer(teacher, t, f"{base}.teacher", "teacher"):
                 problems.append(p)
+            elif term == "minilm" and student is not None and s in dict(student.named_modules()):
+                problems += _attention_problems(base, student, s, teacher, t, c.loss[term].get("relation_heads", 0))
         if problems:
             raise ConfigError(
                 f"{len(problems)} layer name problem(s)\n  " + "\n  ".join(problems),
@@ -295,6 +297,32 @@ class Distill(Pass):
                 "measured": "PyTorch on host, test split",
             }
         )
+
+
+def _attention_problems(
+    base: str, student: nn.Module, s: str, teacher: nn.Module, t: str, relation_heads: float
+) -> list[str]:
+    """What keeps a minilm pair of attention modules from comparing: one side without query/key/value projections,
+    or relation heads that do not divide both widths."""
+    m_s, m_t = dict(student.named_modules())[s], dict(teacher.named_modules())[t]
+    p_s, p_t = projections(m_s), projections(m_t)
+    if p_s is None and p_t is None:
+        return []  # modules returning (output, probs, values) themselves
+    if p_s is None or p_t is None:
+        side, name = ("student", s) if p_s is None else ("teacher", t)
+        return [
+            f"{base}.{side}: {name!r} is not an attention module with query/key/value projections; pair the "
+            "self-attention modules (e.g. ...encoder.layer.N.attention.self)"
+        ]
+    heads = int(relation_heads) or attention_heads(m_t) or 1
+    widths = {"student": p_s[0].out_features, "teacher": p_t[0].out_features}
+    bad = [f"the {k}'s {w}" for k, w in widths.items() if w % heads]
+    if bad:
+        return [
+            f"{base}: {heads} relation heads do not divide {' and '.join(bad)}-wide projections; set "
+            f"minilm.relation_heads to a number dividing {widths['student']} and {widths['teacher']}"
+        ]
+    return []
 
 
 def teacher_spec_for_workers(ctx: Context) -> Any:
