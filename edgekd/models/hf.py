@@ -241,8 +241,13 @@ def _renumber(model: nn.Module, layers: int) -> None:
 
 
 def from_config(teacher: TokenClassifier, params: dict[str, Any], key: str = "student") -> TokenClassifier:
-    """A model of the teacher's family with the teacher's config changed by ``params``, inheriting what fits."""
+    """A model of the teacher's family with the teacher's config changed by ``params``, inheriting what fits
+    (``inherit: false`` in ``params``: randomly initialised, e.g. the baseline that shows what inheritance gives)."""
     transformers = _transformers(key)
+    params = dict(params)
+    inherit = params.pop("inherit", True)
+    if not isinstance(inherit, bool):
+        raise ModelError(f"{key}.params.inherit {inherit!r}: true or false", fix="inherit: true (the default) or false")
     base = teacher.model.config.to_dict()
     unknown = sorted(k for k in params if k not in base)
     if unknown:
@@ -262,8 +267,9 @@ def from_config(teacher: TokenClassifier, params: dict[str, Any], key: str = "st
         ) from exc
     n_t = len(encoder_layers(teacher.model, "teacher"))
     n_s = len(encoder_layers(model, key))
-    mapping = dict(enumerate(kept_layers(n_t, min(n_s, n_t), "spread", key)))
-    inherit_matching(model, teacher.model, mapping)
+    if inherit:
+        mapping = dict(enumerate(kept_layers(n_t, min(n_s, n_t), "spread", key)))
+        inherit_matching(model, teacher.model, mapping)
     return TokenClassifier(model, teacher.inputs, teacher.label_names, key).eval()
 
 

@@ -95,6 +95,20 @@ def test_from_config_builds_the_family_and_inherits_what_fits(teacher):
         hf.from_config(teacher, {"num_layers": 2})
 
 
+def test_from_config_without_inheritance_is_randomly_initialised(teacher):
+    torch.manual_seed(0)
+    random = hf.from_config(teacher, {"num_hidden_layers": 2, "inherit": False})
+    emb_s, emb_t = (
+        random.model.bert.embeddings.word_embeddings.weight,
+        teacher.model.bert.embeddings.word_embeddings.weight,
+    )
+    assert emb_s.shape == emb_t.shape and not torch.equal(emb_s, emb_t)
+    assert not torch.equal(random.model.bert.encoder.layer[1].output.dense.weight,
+                           teacher.model.bert.encoder.layer[3].output.dense.weight)  # fmt: skip
+    with pytest.raises(ModelError, match=r"params\.inherit 'no': true or false"):
+        hf.from_config(teacher, {"num_hidden_layers": 2, "inherit": "no"})
+
+
 def test_onnx_takes_named_token_inputs_with_a_dynamic_sequence(teacher, teacher_dir, tmp_path):
     student = hf.shrink(teacher, {"layers": 2})
     x = packed(teacher, teacher_dir, ["good fun movie", "awful weak story and the ending was silly"])
