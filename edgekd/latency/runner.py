@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -227,7 +228,11 @@ def load_tflite(path: str, threads: int, batch: int) -> Loaded:
             interp.resize_tensor_input(d["index"], [batch, *shape[1:]], strict=False)
     interp.allocate_tensors()
     rng = np.random.default_rng(0)
-    for d in interp.get_input_details():
+    inputs = interp.get_input_details()
+    if all(np.dtype(d["dtype"]).kind in "iu" and len(d["shape"]) == 2 for d in inputs):
+        _token_feeds(path, interp, inputs, rng)
+        inputs = []
+    for d in inputs:
         dtype = np.dtype(d["dtype"])
         shape = tuple(int(v) for v in d["shape"])
         if dtype.kind == "f":
@@ -241,6 +246,27 @@ def load_tflite(path: str, threads: int, batch: int) -> Loaded:
         info={"runtime": "litert", "runtime_version": str(version), "providers": [_tflite_kernels(interp)]},
         per_layer_unsupported=TFLITE_NO_PER_LAYER,
     )
+
+
+def _token_feeds(path: str, interp: Any, inputs: list[dict[str, Any]], rng: np.random.Generator) -> None:
+    """A text model's token inputs (converted from its arguments in packing order: input_ids, attention_mask,
+    token_type_ids): ids 1-4, a full mask, segment 0, at the file's fixed sequence length."""
+
+    def position(d: dict[str, Any]) -> int:
+        m = re.search(r"args_(\d+)", d["name"])
+        return int(m.group(1)) if m else int(d["index"])
+
+    ordered = sorted(inputs, key=position)
+    length = int(ordered[0]["shape"][1])
+    if SEQUENCE["value"] is not None and int(SEQUENCE["value"]) != length:
+        raise RunnerError(
+            f"{path}: the file takes a fixed {length} tokens per sample, asked for --seq-len {SEQUENCE['value']}; "
+            f"measure it at --seq-len {length}"
+        )
+    for i, d in enumerate(ordered):
+        shape = tuple(int(v) for v in d["shape"])
+        value = rng.integers(1, 5, size=shape) if i == 0 else np.ones(shape) if i == 1 else np.zeros(shape)
+        interp.set_tensor(d["index"], value.astype(np.dtype(d["dtype"])))
 
 
 #: why .tflite files get no per-layer profile (ai-edge-litert 2.x: the Python Interpreter and CompiledModel have no

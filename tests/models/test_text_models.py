@@ -125,3 +125,15 @@ def test_onnx_takes_named_token_inputs_with_a_dynamic_sequence(teacher, teacher_
     assert np.abs(ort.predict(x.numpy()) - want).max() < 1e-4
     short = {n: x[:, i, :9].numpy() for i, n in enumerate(teacher.inputs)}  # any length up to the trained one
     assert np.abs(sess.run(None, short)[0] - want).max() < 1e-4
+
+
+def test_onnx_exported_from_a_sample_without_padding_still_masks_padding(teacher, teacher_dir, tmp_path):
+    """transformers drops an all-ones mask at trace time: an export from a full-length sample must not bake that in."""
+    student = hf.shrink(teacher, {"layers": 2})
+    x = packed(teacher, teacher_dir, ["good fun movie", "awful weak story and the ending was silly"])
+    full = x[:1].clone()
+    full[:, teacher.inputs.index("attention_mask")] = 1  # the example fills every position
+    path = export_onnx(student, full, tmp_path / "full.onnx", dynamic_batch=True)
+    with torch.no_grad():
+        want = student(x).numpy()
+    assert np.abs(OrtModel(path).predict(x.numpy()) - want).max() < 1e-4

@@ -72,7 +72,7 @@ def test_latency_is_measured_per_sequence_length(compiled):
         ([{"prune": {"ratio": 0.3}}], "x86-cpu", "text models are not pruned yet"),
         ([{"search": {}}], "x86-cpu", "text students are not searched yet"),
         ([{"quantize": {"method": "qat"}}], "x86-cpu", "qat is not available for text models"),
-        ([{"lower": {}}], "raspberry-pi-4", "does not lower text models to yet"),
+        ([{"lower": {}}], "jetson-orin-nano", "does not lower text models to yet"),
     ],
 )
 def test_unsupported_text_paths_are_refused_before_anything_runs(tmp_path, teacher, passes, target, match):
@@ -126,3 +126,31 @@ def test_minilm_pairs_that_cannot_compare_are_refused_before_training(tmp_path, 
     cfg = text_config(tmp_path, teacher, passes=[{"distill": distill}])
     with pytest.raises(ConfigError, match=match):
         edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
+
+
+def test_text_student_lowers_to_tflite_runs_in_litert_and_is_timed_at_its_length(tmp_path, teacher):
+    passes = [
+        {"distill": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 1e-3}}},
+        {"lower": {"parity": {"samples": 64, "min_top1": 80.0, "min_cosine": 0.9}}},
+        {"profile": {"warmup": 2, "runs": 10, "rounds": 2, "sequence_lengths": [8, 16]}},
+    ]
+    cfg = text_config(tmp_path, teacher, passes=passes)
+    r = edgekd.compile(write_config(tmp_path, cfg), target="raspberry-pi-4", out=tmp_path / "runs", quiet=True)
+    res = json.loads(r.result_path.read_text())
+    from edgekd.backends.tflite.runtime import LiteRTModel
+
+    for precision in ("fp32", "int8"):
+        art = res["artifacts"][f"tflite_{precision}"]
+        model = LiteRTModel(r.run_dir / f"student.{precision}.tflite")
+        assert model.sequence_length == 16 and len(model.token_inputs) == 3
+        assert art["sequence_length"] == 16 and art["accuracy"] >= 90
+        parity = res["lower"]["artifacts"][f"tflite_{precision}"]["parity"]
+        assert parity["passed"]
+        if precision == "fp32":
+            assert parity["max_abs_diff"] < 1e-4
+        else:
+            assert art["quantization"]["activations"].startswith("float, quantized at run time")
+            assert art["bytes"] < res["artifacts"]["tflite_fp32"]["bytes"]
+    by_length = res["profile"]["sequence_lengths"]
+    assert "tflite_fp32" in by_length["16"] and "tflite_fp32" not in by_length["8"]  # fixed 16 tokens
+    assert "onnx" in by_length["8"] and by_length["16"]["tflite_int8"]["p50_ms"] > 0

@@ -9,6 +9,11 @@
   and converted with ``QuantConfig(pt2e_quantizer=...)``; ``ai-edge-quantizer``: ``static_wi8_ai8`` applied to
   the fp32 file with the calibration samples.
 
+Text models (packed token inputs): ``litert_torch.convert`` of the model taking its token inputs as separate
+int64 arguments at a fixed sequence length (LiteRT files have static shapes; the converter narrows them to int32);
+their INT8 is ai-edge-quantizer's ``dynamic_wi8_afp32`` (int8 weights, activations quantized at run time), the
+LiteRT counterpart of ONNX Runtime's dynamic quantization that BERT-class models use on CPUs.
+
 Input/output layout: ``nhwc`` wraps the model with ``litert_torch.to_channel_last_io`` (what mobile image
 pipelines feed); ``nchw`` keeps PyTorch's layout. The converters are imported only when used, so the core
 package works without the ``tflite`` extra.
@@ -203,6 +208,59 @@ def convert_tflite(
     return out
 
 
+def convert_text_tflite(model: nn.Module, length: int, path: str | os.PathLike[str], precision: str = "fp32") -> Path:
+    """Write a text model (:class:`edgekd.models.text.TokenClassifier`) as a ``.tflite`` file taking ``length``
+    tokens per input, batch 1; ``int8`` is dynamic-range (int8 weights, run-time activation ranges)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    litert_torch = import_litert_torch()
+    out = Path(path)
+    names = model.inputs  # type: ignore[attr-defined]
+    ones, zeros = torch.ones(1, length, dtype=torch.long), torch.zeros(1, length, dtype=torch.long)
+    # the example is padded: a full mask lets transformers drop the mask at trace time (its all-ones shortcut),
+    # and the file would then attend to padding
+    padded = ones.clone()
+    padded[:, max(1, length // 2) :] = 0
+    args = tuple(zeros if n == "token_type_ids" else padded if n == "attention_mask" else ones for n in names)
+    packed = torch.stack(args, 1)
+    was_training = model.training
+    named = model.named_inputs().eval()  # type: ignore[operator]
+    try:
+        with atomic_writer(out) as tmp, tempfile.TemporaryDirectory(prefix="edgekd-tflite-") as work:
+            fp32 = Path(work) / "fp32.tflite"
+            log: list[str] = []
+            try:
+                with captured_output() as log, torch.no_grad():
+                    litert_torch.convert(named, args).export(str(fp32))
+            except Exception as exc:
+                raise _conversion_error(exc, model.eval(), packed, out, "fp32", log) from exc
+            if precision == "fp32":
+                shutil.copyfile(fp32, tmp)
+            elif precision == "fp16":
+                _fp16(fp32, tmp)
+            else:
+                _int8_dynamic(fp32, tmp)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _int8_dynamic(fp32: Path, dst: Path) -> None:
+    quantizer = import_quantizer()
+    from ai_edge_quantizer import recipe
+
+    try:
+        with captured_output():
+            q = quantizer.Quantizer(str(fp32))
+            q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+            q.quantize().export_model(str(dst), overwrite=True)
+    except Exception as exc:
+        raise ExportError(
+            f"ai-edge-quantizer dynamic_wi8_afp32 failed on {fp32.name}: {type(exc).__name__}: {exc}",
+            fix="leave int8 out of lower.tflite.precisions in model.yaml (the ONNX INT8 file is still written)",
+        ) from exc
+
+
 def _fp32(model: nn.Module, example: torch.Tensor, dst: Path, layout: str, shown: Path) -> None:
     litert_torch = import_litert_torch()
     module, x = _prepared(model, example, layout)
@@ -374,6 +432,9 @@ def lower(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
     from edgekd.backends.tflite.runtime import op_summary
 
     assert ctx.student is not None
+    if ctx.data.is_text:
+        _lower_text(ctx, c, summary)
+        return
     layout = c.tflite.io_layout or str(ctx.target.runtime.options.get("io_layout", "nhwc"))
     per_channel = ctx.target.quantization.per_channel if c.tflite.per_channel is None else c.tflite.per_channel
     calib = ctx.data.calibration.x
@@ -416,11 +477,60 @@ def lower(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
     }
 
 
+def _lower_text(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
+    """A text student as ``student.<precision>.tflite`` at data.max_length tokens, batch 1."""
+    from edgekd.backends.tflite.runtime import op_summary
+
+    assert ctx.student is not None
+    length = int(ctx.data.input_shape[-1])
+    precisions = tflite_precisions(c, ctx.target)
+    bar = ctx.progress("lower tflite")
+    bar.start(f"{len(precisions)} TFLite files", len(precisions))
+    for precision in precisions:
+        path = convert_text_tflite(ctx.student, length, ctx.run_dir / f"student.{precision}.tflite", precision)
+        art = ctx.add_artifact(f"tflite_{precision}", path, "tflite", precision=precision, backend="tflite")
+        ctx.add_preprocessing_sidecar(art.name)
+        art.info["sequence_length"] = length
+        art.info["graph"] = op_summary(path)
+        if precision == "int8":
+            art.info["quantization"] = {
+                "method": "ai-edge-quantizer dynamic_wi8_afp32",
+                "weights": "int8 symmetric, per-channel",
+                "activations": "float, quantized at run time (dynamic range)",
+                "integer_only": False,
+            }
+        elif precision == "fp16":
+            art.info["quantization"] = {"method": "ai-edge-quantizer float casting", "weights": "float16"}
+        bar.advance(1)
+    bar.finish()
+    summary["tflite"] = {
+        "precisions": precisions,
+        "io_layout": "tokens",
+        "int8_method": "ai-edge-quantizer dynamic",
+        "per_channel": True,
+        "delegate": tflite_delegate(c, ctx.target),
+        "sequence_length": length,
+    }
+
+
 def report_sections(low: dict[str, Any]) -> list[Section]:
     """The report's TFLite section, from the lower pass's summary in result.json."""
     out: list[Section] = []
     tfl = low.get("tflite")
-    if tfl:
+    if tfl and tfl.get("io_layout") == "tokens":
+        out.append(
+            Section(
+                "TFLite",
+                [
+                    Text(
+                        f"{', '.join(tfl['precisions'])}; int32 token inputs at {tfl['sequence_length']} tokens, "
+                        "batch 1 (pad or truncate to it); INT8 is dynamic range (int8 weights, activations "
+                        f"quantized at run time); run in LiteRT with delegate {tfl['delegate']}."
+                    )
+                ],
+            )
+        )
+    elif tfl:
         out.append(
             Section(
                 "TFLite",

@@ -65,9 +65,16 @@ class LiteRTModel:
                 "truncated and ai-edge-litert is >= 2.3",
             ) from exc
         self.delegate = delegate
-        self.input = self.interpreter.get_input_details()[0]
+        self.inputs = self.interpreter.get_input_details()
+        self.input = self.inputs[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_shape = tuple(int(d) for d in self.input["shape"])
+        #: a text model's token inputs (integer, batch x sequence), in the packing order they were converted in
+        self.token_inputs = (
+            sorted(self.inputs, key=_argument_position)
+            if np.dtype(self.input["dtype"]).kind in "iu" and len(self.input_shape) == 2
+            else []
+        )
 
     @staticmethod
     def load_failure_fix(text: str, path: str | os.PathLike[str] | None = None) -> str | None:
@@ -116,17 +123,54 @@ class LiteRTModel:
         self.interpreter.invoke()
         return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))
 
+    @property
+    def sequence_length(self) -> int | None:
+        """A text model's fixed number of tokens per sample (LiteRT files have static shapes); None otherwise."""
+        return int(self.token_inputs[0]["shape"][1]) if self.token_inputs else None
+
+    def _run_tokens(self, sample: np.ndarray) -> np.ndarray:
+        """One packed text sample (F, L): each row to its input, padded or checked against the file's length."""
+        length = self.sequence_length
+        assert length is not None
+        if sample.shape[0] != len(self.token_inputs):
+            raise ExportError(
+                f"{self.path} takes {len(self.token_inputs)} token inputs, got packed samples of {sample.shape[0]}",
+                fix="give text data tokenized for this model (data.source: text)",
+            )
+        if sample.shape[1] > length:
+            if sample[:, length:].any():
+                raise ExportError(
+                    f"{self.path} takes {length} tokens per sample, got a sample of {sample.shape[1]} tokens",
+                    fix=f"truncate to {length} tokens (data.max_length), or lower the model again at that length",
+                )
+            sample = sample[:, :length]
+        elif sample.shape[1] < length:  # right padding: zero ids, zero mask
+            sample = np.pad(sample, ((0, 0), (0, length - sample.shape[1])))
+        for d, row in zip(self.token_inputs, sample, strict=True):
+            self.interpreter.set_tensor(d["index"], row[None].astype(d["dtype"]))
+        self.interpreter.invoke()
+        return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))
+
     def predict(self, x: np.ndarray, batch_size: int = 1) -> np.ndarray:
-        """Outputs for NCHW float samples ``x`` (run one by one: the file has batch 1)."""
-        x = np.asarray(x, dtype=np.float32)
+        """Outputs for NCHW float samples ``x`` (or packed token samples (N, F, L) for a text model), run one by
+        one: the file has batch 1."""
         if len(x) == 0:
             raise ValueError(f"predict on {self.path} got no samples")
+        if self.token_inputs:
+            return np.concatenate([self._run_tokens(np.asarray(sample)) for sample in x])
+        x = np.asarray(x, dtype=np.float32)
         nhwc = self.layout_for(tuple(x.shape[1:])) == "nhwc"
         outs = []
         for sample in x:
             s = sample.transpose(1, 2, 0) if nhwc else sample
             outs.append(self.run(s[None]))
         return np.concatenate(outs)
+
+
+def _argument_position(detail: dict[str, Any]) -> int:
+    """A converted model's inputs are named after its arguments (``serving_default_args_1:0``): their position."""
+    match = re.search(r"args_(\d+)", str(detail.get("name", "")))
+    return int(match.group(1)) if match else int(detail["index"])
 
 
 def op_summary(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -129,13 +129,13 @@ class Lower(Pass):
     def check_target(self, where: str, target: TargetConfig) -> None:
         """Before anything runs: the target's backends must be usable here (the TFLite converter is installed)."""
         c: LowerConfig = self.config  # type: ignore[assignment]
-        others = [b for b in target.backends if b != "onnx"]
+        others = [b for b in target.backends if b not in ("onnx", "tflite")]
         if getattr(self, "_text", False) and others:
             raise ConfigError(
                 f"{where}: target {target.name} ships {', '.join(others)}, which edgekd does not lower text models to "
-                "yet (ONNX only)",
-                fix="compile text models for an ONNX Runtime target (x86-cpu), or a copy of your target with "
-                "backends: [onnx]",
+                "yet (ONNX and TFLite only)",
+                fix="compile text models for an ONNX Runtime or LiteRT target (x86-cpu, raspberry-pi-4), or a copy "
+                "of your target with backends: [onnx]",
             )
         for name in target.backends:
             if (check := BACKENDS[name].check) is not None:

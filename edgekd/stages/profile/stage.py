@@ -74,7 +74,11 @@ class Profile(Pass):
         by_length: dict[str, dict[str, dict]] = {}
         for length in lengths:  # the headline figures (results) are the last, longest one's
             at = dataclasses.replace(timing, seq_len=length)
-            results, m = self._measure(ctx, arts, paths, at, c, f" at {length} tokens" if length else "")
+            # a file with a fixed sequence length (LiteRT) is measured at its own length only
+            here = [i for i, a in enumerate(arts) if a.info.get("sequence_length") in (None, length)]
+            results, m = self._measure(
+                ctx, [arts[i] for i in here], [paths[i] for i in here], at, c, f" at {length} tokens" if length else ""
+            )
             if length is not None:
                 keep = ("p50_ms", "p90_ms", "mean_ms")
                 by_length[str(length)] = {n: {k: r[k] for k in keep} for n, r in results.items()}
@@ -84,7 +88,7 @@ class Profile(Pass):
                 r["speedup_vs_teacher"] = round(t50 / r["p50_ms"], 3) if r["p50_ms"] > 0 else None
         if by_length:
             for art in arts:
-                art.info["latency_by_sequence_length"] = {n: d[art.name] for n, d in by_length.items()}
+                art.info["latency_by_sequence_length"] = {n: d[art.name] for n, d in by_length.items() if art.name in d}
         ctx.metrics["profile"] = {
             **({"sequence_lengths": by_length, "sequence_length": lengths[-1]} if by_length else {}),
             "threads": timing.threads,
