@@ -2,6 +2,7 @@
 2-layer students, on the held-out test movies.
 
     python benchmarks/text_minilm.py main [--seed 0]           # compile the example, time and score everything
+    python benchmarks/text_minilm.py litert [--seed 0]         # the main run's student as LiteRT fp32 / INT8
     python benchmarks/text_minilm.py ablation [--seeds 0 1 2] [--variants ...]
     python benchmarks/text_minilm.py report                    # -> benchmarks/results/text_minilm.json
 
@@ -10,6 +11,11 @@ KD + MiniLM, ONNX Runtime dynamic INT8, ONNX), then quantizes the same student t
 activations, 256 training texts) with edgekd's static quantizer, scores teacher fp32, student fp32, dynamic and
 static INT8 ONNX files in ONNX Runtime on the test split, and times the four side by side in one runner process
 per sequence length (16, 64, 128 tokens; batch 1; interleaved rounds; medians over repeats).
+
+``litert`` takes the main run's distilled student (its weights from the compile's pass cache), converts it and the
+teacher with edgekd's TFLite lowering for text (litert-torch at 128 tokens; INT8: ai-edge-quantizer dynamic range),
+scores them in LiteRT on the test split and times them side by side (XNNPACK, batch 1, 128 tokens) with the main
+run's ONNX Runtime files.
 
 ``ablation`` distills 2-layer students of the same shape (distill pass only; the test split is scored once, after
 the epoch was chosen on validation): ``ce`` (random init, labels only), ``kd`` (random init, + KD),
@@ -158,6 +164,7 @@ def main_run(args: argparse.Namespace) -> None:
     doc = {
         "benchmark": "text_minilm main",
         "command": f"python benchmarks/text_minilm.py main --seed {args.seed}",
+        "run_dir": str(run),
         "host": f"{platform.machine()}, {platform.processor() or 'cpu'}, ONNX Runtime {threads} threads, batch 1",
         "seed": args.seed,
         "teacher": {
@@ -185,6 +192,77 @@ def main_run(args: argparse.Namespace) -> None:
     _write(RESULTS / "ablation" / f"kd_minilm_inherit-seed{args.seed}.json", _ablation_doc("kd_minilm_inherit",
            args.seed, r, run, compile_s, threads))  # fmt: skip
     print(json.dumps({k: doc[k] for k in ("test_accuracy_onnxruntime", "latency_by_sequence_length")}, indent=1))
+
+
+def _main_run(seed: int, out: str) -> Path:
+    """The run folder of the main phase at ``seed``: recorded in its JSON, else the newest example run in ``out``."""
+    doc = json.loads((RESULTS / f"main-seed{seed}.json").read_text())
+    if doc.get("run_dir"):
+        return Path(doc["run_dir"])
+    runs = sorted(p for p in Path(out).glob("rotten-tomatoes-minilm-*") if (p / "student.int8.onnx").is_file())
+    if not runs:
+        raise SystemExit(f"no main run folder in {out}: python benchmarks/text_minilm.py main")
+    return runs[-1]
+
+
+def litert(args: argparse.Namespace) -> None:
+    import torch
+
+    from edgekd.backends.tflite.lower import convert_text_tflite
+    from edgekd.backends.tflite.runtime import LiteRTModel
+    from edgekd.models import hf
+
+    out_path = RESULTS / f"litert-seed{args.seed}.json"
+    run = _main_run(args.seed, args.out)
+    manifest = json.loads((run / "manifest.json").read_text())
+    key = next(p["key"] for p in manifest["passes"] if p["pass"] == "distill")
+    weights = run.parent / ".cache" / key / "student.pt"
+    teacher = hf.load_teacher(EXAMPLE / "teacher", "sequence-classification")
+    student = hf.shrink(teacher, SHRINK_STUDENT["params"])
+    student.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    student.eval()
+    t0 = time.perf_counter()
+    files = {
+        "teacher_litert_fp32": convert_text_tflite(teacher, MAX_LENGTH, run / "teacher.fp32.tflite", "fp32"),
+        "student_litert_fp32": convert_text_tflite(student, MAX_LENGTH, run / "student.fp32.tflite", "fp32"),
+        "student_litert_int8": convert_text_tflite(student, MAX_LENGTH, run / "student.int8.tflite", "int8"),
+    }
+    convert_s = time.perf_counter() - t0
+    threads = 2
+    test_texts, test_labels = _texts("test.csv")
+    y = np.array(_label_ids(run, test_labels))
+    x = packed(test_texts, run / "tokenizer", list(student.inputs))
+    logits = {n: LiteRTModel(p, threads=threads).predict(x) for n, p in files.items()}
+    with torch.no_grad():
+        torch_logits = torch.cat([student(torch.from_numpy(x[i : i + 64])) for i in range(0, len(x), 64)]).numpy()
+    ort = {"teacher_ort_fp32": run / "teacher.onnx", "student_ort_fp32": run / "student.onnx",
+           "student_ort_int8_dynamic": run / "student.int8.onnx"}  # fmt: skip
+    timed = {**files, **ort}
+    p50: dict[str, list[float]] = {n: [] for n in timed}
+    for _ in range(args.repeats):
+        stats = measure(list(timed.values()), threads=threads, warmup=10, runs=args.runs, rounds=3, batch=1,
+                        seq_len=MAX_LENGTH)  # fmt: skip
+        for n, st in zip(timed, stats, strict=True):
+            p50[n].append(st.p50_ms)
+    med = {n: statistics.median(v) for n, v in p50.items()}
+    doc = {
+        "benchmark": "text_minilm litert",
+        "command": f"python benchmarks/text_minilm.py litert --seed {args.seed}",
+        "run_dir": str(run),
+        "host": f"{platform.machine()}, LiteRT (XNNPACK) and ONNX Runtime, {threads} threads, batch 1, "
+        f"{MAX_LENGTH} tokens",
+        "test_accuracy": {n: round(float((lg.argmax(1) == y).mean()) * 100, 2) for n, lg in logits.items()},
+        "student_fp32_max_abs_diff_vs_pytorch": float(np.abs(logits["student_litert_fp32"] - torch_logits).max()),
+        "student_int8_agreement_with_fp32": _agreement(logits["student_litert_int8"], logits["student_litert_fp32"]),
+        "bytes": {n: p.stat().st_size for n, p in files.items()},
+        "p50_ms": {n: round(v, 3) for n, v in med.items()},
+        "p50_ms_repeats": {n: [round(v, 3) for v in vs] for n, vs in p50.items()},
+        "litert_int8_speedup_vs_litert_fp32": round(med["student_litert_fp32"] / med["student_litert_int8"], 2),
+        "student_litert_int8_vs_teacher_litert_fp32": round(med["teacher_litert_fp32"] / med["student_litert_int8"], 2),
+        "convert_seconds": round(convert_s, 1),
+    }
+    _write(out_path, doc)
+    print(json.dumps({k: doc[k] for k in ("test_accuracy", "p50_ms")}, indent=1))
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -307,9 +385,11 @@ def report(_args: argparse.Namespace) -> None:
         "ablation": ablation,
         "ablation_recipe": "3 epochs, batch 32, AdamW lr 1e-4 (weight decay 0.01), linear schedule, max_length 128; "
         "epoch chosen on validation; test accuracy of the student ONNX file in ONNX Runtime",
-        "tflite": "not measured: edgekd's TFLite lowering refuses text models (litert-torch conversion of BERT "
-        "is not wired yet)",
+        "tflite": "not measured yet: python benchmarks/text_minilm.py litert",
     }
+    litert_runs = sorted(RESULTS.glob("litert-seed*.json"))
+    if litert_runs:
+        doc["tflite"] = json.loads(litert_runs[0].read_text())
     _write(OUT, doc)
     print(json.dumps({"goals": goals, "ablation": {k: v["test_accuracy"] for k, v in ablation.items()}}, indent=1))
 
@@ -325,12 +405,16 @@ def cli() -> None:
     a = sub.add_parser("ablation")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     a.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    lt = sub.add_parser("litert")
+    lt.add_argument("--seed", type=int, default=0)
+    lt.add_argument("--repeats", type=int, default=3)
+    lt.add_argument("--runs", type=int, default=30)
     sub.add_parser("report")
-    for p in (m, a):
+    for p in (m, a, lt):
         p.add_argument("--out", default=str(ROOT / "runs" / "bench-text"), help="run folder root")
         p.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
-    {"main": main_run, "ablation": ablation, "report": report}[args.phase](args)
+    {"main": main_run, "litert": litert, "ablation": ablation, "report": report}[args.phase](args)
 
 
 if __name__ == "__main__":
