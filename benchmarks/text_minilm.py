@@ -144,12 +144,7 @@ def main_run(args: argparse.Namespace) -> None:
     }
     latency: dict[str, Any] = {}
     for length in LENGTHS:
-        p50: dict[str, list[float]] = {n: [] for n in files}
-        for _ in range(args.repeats):
-            stats = measure(list(files.values()), threads=threads, warmup=10, runs=args.runs, rounds=3, batch=1,
-                            seq_len=length)  # fmt: skip
-            for n, s in zip(files, stats, strict=True):
-                p50[n].append(s.p50_ms)
+        p50 = _p50_repeats(files, args.repeats, args.runs, threads, length)
         med = {n: statistics.median(v) for n, v in p50.items()}
         latency[str(length)] = {
             "p50_ms": {n: round(v, 3) for n, v in med.items()},
@@ -192,6 +187,16 @@ def main_run(args: argparse.Namespace) -> None:
     _write(RESULTS / "ablation" / f"kd_minilm_inherit-seed{args.seed}.json", _ablation_doc("kd_minilm_inherit",
            args.seed, r, run, compile_s, threads))  # fmt: skip
     print(json.dumps({k: doc[k] for k in ("test_accuracy_onnxruntime", "latency_by_sequence_length")}, indent=1))
+
+
+def _p50_repeats(files: dict[str, Path], repeats: int, runs: int, threads: int, length: int) -> dict[str, list[float]]:
+    """Each file's p50 in each of ``repeats`` runner processes timing all of them side by side (interleaved)."""
+    p50: dict[str, list[float]] = {n: [] for n in files}
+    for _ in range(repeats):
+        stats = measure(list(files.values()), threads=threads, warmup=10, runs=runs, rounds=3, batch=1, seq_len=length)
+        for n, st in zip(files, stats, strict=True):
+            p50[n].append(st.p50_ms)
+    return p50
 
 
 def _main_run(seed: int, out: str) -> Path:
@@ -238,12 +243,7 @@ def litert(args: argparse.Namespace) -> None:
     ort = {"teacher_ort_fp32": run / "teacher.onnx", "student_ort_fp32": run / "student.onnx",
            "student_ort_int8_dynamic": run / "student.int8.onnx"}  # fmt: skip
     timed = {**files, **ort}
-    p50: dict[str, list[float]] = {n: [] for n in timed}
-    for _ in range(args.repeats):
-        stats = measure(list(timed.values()), threads=threads, warmup=10, runs=args.runs, rounds=3, batch=1,
-                        seq_len=MAX_LENGTH)  # fmt: skip
-        for n, st in zip(timed, stats, strict=True):
-            p50[n].append(st.p50_ms)
+    p50 = _p50_repeats(timed, args.repeats, args.runs, threads, MAX_LENGTH)
     med = {n: statistics.median(v) for n, v in p50.items()}
     doc = {
         "benchmark": "text_minilm litert",

@@ -246,19 +246,26 @@ def convert_text_tflite(model: nn.Module, length: int, path: str | os.PathLike[s
 
 
 def _int8_dynamic(fp32: Path, dst: Path) -> None:
-    quantizer = import_quantizer()
+    import_quantizer()  # a clear BackendUnavailable when the extra is missing
     from ai_edge_quantizer import recipe
 
+    _quantize_file(
+        fp32, dst, lambda q: q.load_quantization_recipe(recipe.dynamic_wi8_afp32()), "dynamic_wi8_afp32 failed on",
+        "leave int8 out of lower.tflite.precisions in model.yaml (the ONNX INT8 file is still written)",
+    )  # fmt: skip
+
+
+def _quantize_file(fp32: Path, dst: Path, configure: Any, what: str, fix: str) -> None:
+    """``ai-edge-quantizer`` over the fp32 file, configured by ``configure(quantizer)``, written to ``dst``; a
+    failure is an ExportError ``ai-edge-quantizer <what> <file>: <cause>`` with ``fix``."""
+    quantizer = import_quantizer()
     try:
         with captured_output():
             q = quantizer.Quantizer(str(fp32))
-            q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+            configure(q)
             q.quantize().export_model(str(dst), overwrite=True)
     except Exception as exc:
-        raise ExportError(
-            f"ai-edge-quantizer dynamic_wi8_afp32 failed on {fp32.name}: {type(exc).__name__}: {exc}",
-            fix="leave int8 out of lower.tflite.precisions in model.yaml (the ONNX INT8 file is still written)",
-        ) from exc
+        raise ExportError(f"ai-edge-quantizer {what} {fp32.name}: {type(exc).__name__}: {exc}", fix=fix) from exc
 
 
 def _fp32(model: nn.Module, example: torch.Tensor, dst: Path, layout: str, shown: Path) -> None:
@@ -273,25 +280,20 @@ def _fp32(model: nn.Module, example: torch.Tensor, dst: Path, layout: str, shown
 
 
 def _fp16(fp32: Path, dst: Path) -> None:
-    quantizer = import_quantizer()
+    import_quantizer()
     from ai_edge_quantizer import qtyping
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    try:
-        with captured_output():
-            q = quantizer.Quantizer(str(fp32))
-            q.add_weight_only_config(
-                regex=".*",
-                operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                num_bits=16,
-                algorithm_key=AlgorithmName.FLOAT_CASTING,
-            )
-            q.quantize().export_model(str(dst), overwrite=True)
-    except Exception as exc:
-        raise ExportError(
-            f"ai-edge-quantizer could not cast the weights of {fp32.name} to fp16: {type(exc).__name__}: {exc}",
-            fix="leave fp16 out of lower.tflite.precisions in model.yaml",
-        ) from exc
+    def configure(q: Any) -> None:
+        q.add_weight_only_config(
+            regex=".*",
+            operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+            num_bits=16,
+            algorithm_key=AlgorithmName.FLOAT_CASTING,
+        )
+
+    _quantize_file(fp32, dst, configure, "could not cast to fp16 the weights of",
+                   "leave fp16 out of lower.tflite.precisions in model.yaml")  # fmt: skip
 
 
 def _int8_pt2e(
