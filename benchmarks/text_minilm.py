@@ -113,7 +113,7 @@ def main_run(args: argparse.Namespace) -> None:
         print(f"{out_path} exists (--force to redo)")
         return
     t0 = time.perf_counter()
-    res = edgekd.compile(EXAMPLE / "model.yaml", target="x86-cpu", out=args.out, use_cache=False,
+    res = edgekd.compile(EXAMPLE / "model.yaml", target="x86-cpu", out=args.out, use_cache=not args.no_cache,
                          overrides=[f"seed={args.seed}"], quiet=args.quiet)  # fmt: skip
     compile_s = time.perf_counter() - t0
     r, run = res.result, res.run_dir
@@ -274,10 +274,12 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(1).mean())
 
 
-def _overrides(variant: str, seed: int) -> list[str]:
+def _overrides(variant: str, seed: int, threads: int | None = None) -> list[str]:
     v = VARIANTS[variant]
     distill = {"epochs": 3, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 1.0e-4, "weight_decay": 0.01},
                "schedule": "linear", "loss": v["loss"]}  # fmt: skip
+    if threads:
+        distill["threads"] = threads
     sets = [
         f"seed={seed}",
         f"student={json.dumps(v['student'])}",
@@ -319,7 +321,7 @@ def ablation(args: argparse.Namespace) -> None:
                 continue
             t0 = time.perf_counter()
             res = edgekd.compile(EXAMPLE / "model.yaml", target="x86-cpu", out=args.out, use_cache=False,
-                                 overrides=_overrides(variant, seed), quiet=args.quiet)  # fmt: skip
+                                 overrides=_overrides(variant, seed, args.threads), quiet=args.quiet)  # fmt: skip
             doc = _ablation_doc(variant, seed, res.result, res.run_dir, time.perf_counter() - t0, 2)
             _write(path, doc)
             print(f"{variant} seed {seed}: test {doc['test_accuracy']:.2f}% ({doc['seconds']:.0f} s)")
@@ -402,9 +404,11 @@ def cli() -> None:
     m.add_argument("--repeats", type=int, default=3)
     m.add_argument("--runs", type=int, default=50)
     m.add_argument("--force", action="store_true")
+    m.add_argument("--no-cache", action="store_true", help="distill again even when the pass cache holds this run")
     a = sub.add_parser("ablation")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     a.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    a.add_argument("--threads", type=int, help="training threads (two ablation processes side by side: 1 each)")
     lt = sub.add_parser("litert")
     lt.add_argument("--seed", type=int, default=0)
     lt.add_argument("--repeats", type=int, default=3)
