@@ -270,8 +270,9 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(1).mean())
+    """Mean per-sample cosine of two logit arrays (a zero row counts as cosine 0, not NaN)."""
+    na, nb = np.linalg.norm(a, axis=1, keepdims=True), np.linalg.norm(b, axis=1, keepdims=True)
+    return float(((a / np.maximum(na, 1e-12)) * (b / np.maximum(nb, 1e-12))).sum(1).mean())
 
 
 def _overrides(variant: str, seed: int, threads: int | None = None) -> list[str]:
