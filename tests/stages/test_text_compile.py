@@ -154,3 +154,8 @@ def test_text_student_lowers_to_tflite_runs_in_litert_and_is_timed_at_its_length
     by_length = res["profile"]["sequence_lengths"]
     assert "tflite_fp32" in by_length["16"] and "tflite_fp32" not in by_length["8"]  # fixed 16 tokens
     assert "onnx" in by_length["8"] and by_length["16"]["tflite_int8"]["p50_ms"] > 0
+    from edgekd.core.errors import ProfilingError
+    from edgekd.latency.measure import measure
+
+    with pytest.raises(ProfilingError, match="takes a fixed 16 tokens per sample, asked for --seq-len 8"):
+        measure([r.run_dir / "student.fp32.tflite"], warmup=1, runs=2, rounds=1, seq_len=8)
