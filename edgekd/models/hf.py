@@ -2,14 +2,16 @@
 
 ```yaml
 teacher: {arch: hf, path: teacher/, task: sequence-classification}   # config.json, weights, tokenizer files
-student: {arch: shrink, params: {layers: 3, keep: every_other, intermediate_size: 768}}
+student: {arch: shrink, params: {layers: 3, keep: every_other, intermediate_size: 768, heads: 8}}
 student: {arch: hf, params: {num_hidden_layers: 2, hidden_size: 256, num_attention_heads: 4}}
 ```
 
 Folders load with ``local_files_only`` (no hub access at run time) and eager attention (every exporter lowers
 it; SDPA has no TFLite lowering). ``shrink`` keeps some of the teacher's layers (every other, the first k, k spread
 evenly or a list), each copied with the embeddings, pooler and classifier; a narrower FFN keeps the teacher's
-most important channels (largest product of the norms of a channel's input row and output column). ``hf`` builds a
+most important channels (largest product of the norms of a channel's input row and output column), fewer heads the
+teacher's most important heads per layer (largest product of the norms of a head's value rows and output-projection
+columns). ``hf`` builds a
 small config of the teacher's family (the teacher's config with ``params`` changed) and inherits every tensor
 whose name (its layer mapped as ``shrink`` maps them) and shape fit.
 """
@@ -194,9 +196,53 @@ def _narrow_ffn(layer: nn.Module, width: int) -> None:
     layer.intermediate.dense, layer.output.dense = new_up, new_down  # type: ignore[union-attr]
 
 
+def _head_rows(heads: torch.Tensor, size: int) -> torch.Tensor:
+    return (heads[:, None] * size + torch.arange(size)).flatten()
+
+
+def _narrow_heads(layer: nn.Module, heads: int) -> None:
+    """Keep the ``heads`` most important heads of a BERT-style layer's self-attention (query/key/value rows and the
+    output projection's columns of those heads)."""
+    attn, out = layer.attention.self, layer.attention.output.dense  # type: ignore[union-attr]
+    n, size = int(attn.num_attention_heads), int(attn.attention_head_size)
+    value = attn.value.weight.view(n, size, -1).flatten(1).norm(dim=1)
+    output = out.weight.view(out.out_features, n, size).transpose(0, 1).flatten(1).norm(dim=1)
+    keep = _head_rows((value * output).topk(heads).indices.sort().values, size)
+    for name in ("query", "key", "value"):
+        old = getattr(attn, name)
+        new = nn.Linear(old.in_features, len(keep), bias=old.bias is not None)
+        with torch.no_grad():
+            new.weight.copy_(old.weight[keep])
+            if old.bias is not None:
+                new.bias.copy_(old.bias[keep])
+        setattr(attn, name, new)
+    new_out = nn.Linear(len(keep), out.out_features, bias=out.bias is not None)
+    with torch.no_grad():
+        new_out.weight.copy_(out.weight[:, keep])
+        if out.bias is not None:
+            new_out.bias.copy_(out.bias)
+    layer.attention.output.dense = new_out  # type: ignore[union-attr]
+    attn.num_attention_heads, attn.all_head_size = heads, heads * size
+
+
+def _shrink_layers(blocks: nn.ModuleList, what: str, width: int, limit: int, narrow: Any, key: str) -> None:
+    if not 1 <= width <= limit:
+        raise ModelError(f"{key}.params.{what} {width}: the teacher has {limit}", fix=f"give 1 to {limit}")
+    try:
+        for block in blocks:
+            narrow(block, width)
+    except AttributeError as exc:
+        raise ModelError(
+            f"{key}.params.{what}: the teacher's layers are not BERT-style (attention.self.query/key/value, "
+            "attention.output.dense, intermediate.dense, output.dense)",
+            fix=f"leave {what} out",
+        ) from exc
+
+
 def shrink(teacher: TokenClassifier, params: dict[str, Any], key: str = "student") -> TokenClassifier:
-    """A copy of the teacher with some of its layers (and optionally a narrower FFN), weights inherited."""
-    known = {"layers", "keep", "intermediate_size"}
+    """A copy of the teacher with some of its layers (and optionally a narrower FFN or fewer attention heads),
+    weights inherited."""
+    known = {"layers", "keep", "intermediate_size", "heads"}
     if unknown := sorted(set(params) - known):
         raise ModelError(f"{key}.params: unknown {', '.join(unknown)} for arch shrink", fix=f"use {sorted(known)}")
     model = copy.deepcopy(teacher.model)
@@ -210,24 +256,16 @@ def shrink(teacher: TokenClassifier, params: dict[str, Any], key: str = "student
     config = model.config
     config.num_hidden_layers = len(keep)
     if (width := params.get("intermediate_size")) is not None:
-        if not 1 <= int(width) <= config.intermediate_size:
-            raise ModelError(
-                f"{key}.params.intermediate_size {width}: the teacher's FFN has {config.intermediate_size} channels",
-                fix=f"give 1 to {config.intermediate_size}",
-            )
-        try:
-            for block in blocks:
-                _narrow_ffn(block, int(width))
-        except AttributeError as exc:
-            raise ModelError(
-                f"{key}.params.intermediate_size: the teacher's layers have no BERT-style FFN "
-                "(intermediate.dense, output.dense)",
-                fix="leave intermediate_size out (keep the FFN width)",
-            ) from exc
+        _shrink_layers(blocks, "intermediate_size", int(width), config.intermediate_size, _narrow_ffn, key)
         config.intermediate_size = int(width)
+    if (heads := params.get("heads")) is not None:
+        _shrink_layers(blocks, "heads", int(heads), config.num_attention_heads, _narrow_heads, key)
+        student_heads = int(heads)
+    else:
+        student_heads = config.num_attention_heads
     _renumber(model, len(keep))
     student = TokenClassifier(model, teacher.inputs, teacher.label_names, key).eval()
-    student.shrink = {"teacher_layers": keep, "teacher_num_layers": n}  # type: ignore[assignment]
+    student.shrink = {"teacher_layers": keep, "teacher_num_layers": n, "heads": student_heads}  # type: ignore[assignment]
     return student
 
 

@@ -137,3 +137,25 @@ def test_onnx_exported_from_a_sample_without_padding_still_masks_padding(teacher
     with torch.no_grad():
         want = student(x).numpy()
     assert np.abs(OrtModel(path).predict(x.numpy()) - want).max() < 1e-4
+
+
+def test_shrink_keeps_the_most_important_heads_and_still_exports(teacher, teacher_dir, tmp_path):
+    student = hf.shrink(teacher, {"layers": [1, 3], "heads": 2})
+    t_attn = hf.encoder_layers(teacher.model, "t")[3].attention
+    s_attn = hf.encoder_layers(student.model, "s")[1].attention
+    n, size = t_attn.self.num_attention_heads, t_attn.self.attention_head_size  # 4 heads of 8
+    value = t_attn.self.value.weight.view(n, size, -1).flatten(1).norm(dim=1)
+    out = t_attn.output.dense.weight.view(-1, n, size).transpose(0, 1).flatten(1).norm(dim=1)
+    heads = (value * out).topk(2).indices.sort().values
+    rows = torch.cat([torch.arange(h * size, (h + 1) * size) for h in heads.tolist()])
+    assert s_attn.self.num_attention_heads == 2 and s_attn.self.query.weight.shape == (2 * size, n * size)
+    assert torch.equal(s_attn.self.key.weight, t_attn.self.key.weight[rows])
+    assert torch.equal(s_attn.output.dense.weight, t_attn.output.dense.weight[:, rows])
+    x = packed(teacher, teacher_dir, ["good fun movie", "awful weak story and the ending was silly"])
+    with torch.no_grad():
+        want = student(x).numpy()
+    path = export_onnx(student, x[:1], tmp_path / "heads.onnx", dynamic_batch=True)
+    assert np.abs(OrtModel(path).predict(x.numpy()) - want).max() < 1e-4
+    assert count_macs(student, (3, 16)) < count_macs(hf.shrink(teacher, {"layers": [1, 3]}), (3, 16))
+    with pytest.raises(ModelError, match=r"params\.heads 5: the teacher has 4"):
+        hf.shrink(teacher, {"layers": 2, "heads": 5})
