@@ -14,15 +14,28 @@ from torch import nn
 from edgekd.backends.onnx.lower import export_onnx
 from edgekd.config.target import Timing
 from edgekd.latency.measure import measure
+from edgekd.models.text import token_inputs
 
 
 def measured_latency_ms(model: nn.Module, input_shape: tuple[int, ...], timing: Timing) -> float:
-    """Batch-1 p50 of ``model`` in ONNX Runtime on this host, measured by the runner with ``timing``."""
+    """Batch-1 p50 of ``model`` in ONNX Runtime on this host, measured by the runner with ``timing``; a text model
+    (packed token inputs ``(inputs, length)``) is timed at ``length`` tokens."""
+    names = token_inputs(model)
+    example = torch.zeros(1, *input_shape)
+    seq_len = None
+    if names is not None:  # token ids 1, a mask over the first half (a real sample's shape of inputs)
+        seq_len = int(input_shape[-1])
+        example = torch.ones(1, *input_shape, dtype=torch.long)
+        if "attention_mask" in names:
+            example[:, names.index("attention_mask"), max(1, seq_len // 2) :] = 0
+        if "token_type_ids" in names:
+            example[:, names.index("token_type_ids")] = 0
     with tempfile.TemporaryDirectory(prefix="edgekd-candidate-") as tmp:
-        path = export_onnx(model, torch.zeros(1, *input_shape), Path(tmp) / "candidate.onnx")
+        path = export_onnx(model, example, Path(tmp) / "candidate.onnx")
         (stats,) = measure(
-            [path], threads=timing.threads, warmup=timing.warmup, runs=timing.runs, rounds=timing.rounds, batch=1
-        )
+            [path], threads=timing.threads, warmup=timing.warmup, runs=timing.runs, rounds=timing.rounds, batch=1,
+            seq_len=seq_len,
+        )  # fmt: skip
     return stats.p50_ms
 
 

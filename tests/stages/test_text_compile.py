@@ -70,7 +70,6 @@ def test_latency_is_measured_per_sequence_length(compiled):
     ("passes", "target", "match"),
     [
         ([{"prune": {"ratio": 0.3}}], "x86-cpu", "text models are not pruned yet"),
-        ([{"search": {}}], "x86-cpu", "text students are not searched yet"),
         ([{"quantize": {"method": "qat"}}], "x86-cpu", "qat is not available for text models"),
         ([{"lower": {}}], "jetson-orin-nano", "does not lower text models to yet"),
     ],
@@ -159,3 +158,39 @@ def test_text_student_lowers_to_tflite_runs_in_litert_and_is_timed_at_its_length
 
     with pytest.raises(ProfilingError, match="takes a fixed 16 tokens per sample, asked for --seq-len 8"):
         measure([r.run_dir / "student.fp32.tflite"], warmup=1, runs=2, rounds=1, seq_len=8)
+
+
+def test_text_students_are_searched_in_the_teachers_own_shrink_space(tmp_path, teacher):
+    search = {
+        "space": {"type": "text-shrink", "layers": [1, 2, 4], "intermediate_size": [16, 64], "heads": [2, 4]},
+        "population": 4, "iterations": 4, "batches": 1, "batch_size": 32,
+        "budget": {"macs": [150_000, 1_000_000_000]},
+    }  # fmt: skip
+    distill = {"epochs": 1, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 1e-3}}
+    cfg = text_config(tmp_path, teacher, passes=[{"search": search}, {"distill": distill}])
+    del cfg["student"]
+    r = edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
+    doc = json.loads((r.run_dir / "search.json").read_text())
+    assert doc["proxy"] == "teacher_kl" and doc["space"] == "text-shrink" and doc["arch"] == "shrink"
+    assert all(row["latency_ms"] > 0 for row in doc["history"])  # every candidate timed at 16 tokens
+    small, large = (b["chosen"] for b in doc["per_budget"])
+    assert small["macs"] <= 150_000 < large["macs"]
+    assert max(row["score"] for row in doc["history"]) <= 0  # -KL: 0 is the teacher itself
+    full = [row for row in doc["history"] if (row["layers"], row["intermediate_size"], row["heads"]) == (4, 64, 4)]
+    if full:  # the whole teacher, inherited, is the teacher: KL 0, the best score
+        assert full[0]["score"] == pytest.approx(0, abs=1e-6) and large["score"] == pytest.approx(0, abs=1e-6)
+    res = json.loads(r.result_path.read_text())
+    assert res["student"]["arch"] == "shrink" and res["student"]["params"] == small["params"]
+
+
+@pytest.mark.parametrize(
+    ("search", "match"),
+    [
+        ({}, "searched in space type text-shrink"),
+        ({"space": {"type": "text-shrink"}, "proxy": "diswot"}, "diswot scores image models"),
+    ],
+)
+def test_text_search_refuses_image_spaces_and_proxies(tmp_path, teacher, search, match):
+    cfg = text_config(tmp_path, teacher, passes=[{"search": search}])
+    with pytest.raises(ConfigError, match=match):
+        edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)

@@ -272,7 +272,23 @@ def zen(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None, a
     return float(torch.log(delta) + log_bn)
 
 
+def teacher_kl(model: nn.Module, batch: ProbeBatch, teacher: nn.Module | None = None) -> float:
+    """-KL(teacher || candidate) of the class distributions on the batch, the candidate as built (for a space whose
+    candidates inherit the teacher's trained weights, e.g. text-shrink: how much of the teacher a candidate keeps
+    before any training). Needs the teacher."""
+    if teacher is None:
+        raise ValueError("teacher_kl compares a candidate with the teacher: give the teacher")
+    model.eval()
+    teacher.eval()
+    with torch.no_grad():
+        t = F.log_softmax(teacher(batch.x).float(), 1)
+        s = F.log_softmax(model(batch.x).float(), 1)
+    return -float(F.kl_div(s, t, reduction="batchmean", log_target=True))
+
+
 Proxy = Callable[..., float]
+#: the proxies that take token inputs (the others feed images: noise, all-ones inputs, pre-pooling maps)
+TEXT_PROXIES = ("teacher_kl", "params", "macs", "grad_norm", "snip")
 PROXIES: dict[str, Proxy] = {
     "diswot": diswot,
     "params": params,
@@ -282,6 +298,7 @@ PROXIES: dict[str, Proxy] = {
     "synflow": synflow,
     "naswot": naswot,
     "zen": zen,
+    "teacher_kl": teacher_kl,
 }
 
 

@@ -5,6 +5,7 @@ into the keyword arguments of the space's zoo architecture (``arch``).
 space: {type: resnet, blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 32], [32, 64]], kernel: [3]}
 space: {type: mobilenet, depths: [[1, 2], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 24], [24, 32, 48]],
         expand: [[1, 3, 6], [3, 6], [3, 6]], kernel: [[3, 5], [3, 5], [3, 5]]}
+space: {type: text-shrink, layers: [1, 2, 3], intermediate_size: [384, 768, 1536], heads: [6, 12]}   # text teachers
 ```
 """
 
@@ -169,13 +170,48 @@ class MobileNetSpace(_Space):
         }
 
 
+class TextShrinkSpace(_Space):
+    """A Hugging Face text teacher shrunk (``student.arch: shrink``): how many of its layers are kept (spread over
+    its depth, the last always kept), the FFN width and the attention heads each kept layer keeps (the most
+    important channels and heads; every weight inherited). A gene left out keeps the teacher's value."""
+
+    arch: ClassVar[str] = "shrink"
+    type: Literal["text-shrink"]
+    layers: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+    intermediate_size: list[int] | None = Field(default=None, min_length=1)
+    heads: list[int] | None = Field(default=None, min_length=1)
+    keep: Literal["spread", "first", "every_other"] = "spread"
+
+    @model_validator(mode="after")
+    def _positive(self) -> TextShrinkSpace:
+        for name in ("layers", "intermediate_size", "heads"):
+            if any(v < 1 for v in getattr(self, name) or []):
+                raise ValueError(f"{name}: every choice must be >= 1")
+        return self
+
+    def genes(self) -> list[list[int]]:
+        return [sorted(set(g)) for g in (self.layers, self.intermediate_size, self.heads) if g]
+
+    def params(
+        self, cand: Candidate, in_channels: int, num_classes: int, input_size: int | None = None
+    ) -> dict[str, Any]:
+        genes = iter(cand)
+        out: dict[str, Any] = {"layers": next(genes), "keep": self.keep}
+        for name in ("intermediate_size", "heads"):
+            if getattr(self, name):
+                out[name] = next(genes)
+        return out
+
+
 def _space_type(v: Any) -> str:
     return str((v.get("type") if isinstance(v, dict) else getattr(v, "type", None)) or "resnet")
 
 
 #: what ``search.space`` accepts; ``type`` picks the space (resnet when left out)
 SearchSpace = Annotated[
-    Annotated[ResNetSpace, Tag("resnet")] | Annotated[MobileNetSpace, Tag("mobilenet")],
+    Annotated[ResNetSpace, Tag("resnet")]
+    | Annotated[MobileNetSpace, Tag("mobilenet")]
+    | Annotated[TextShrinkSpace, Tag("text-shrink")],
     Discriminator(_space_type),
 ]
-Space = ResNetSpace | MobileNetSpace
+Space = ResNetSpace | MobileNetSpace | TextShrinkSpace

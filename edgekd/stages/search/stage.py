@@ -8,6 +8,11 @@ by aging evolution under the target's budget (params, MACs, latency measured on 
     #      kernel: [[3, 5], [3, 5]]}
     proxy: diswot
     budget: {latency_ms: 0.15, params: 200000}
+# a Hugging Face text teacher: its own layers, FFN width and heads, weights inherited; latency at data.max_length
+- search:
+    space: {type: text-shrink, layers: [1, 2, 3], intermediate_size: [768, 1536], heads: [6, 12]}
+    proxy: teacher_kl            # the default for text: how close the inherited candidate is to the teacher
+    budget: {latency_ms: [3.0, 5.0]}
 ```
 Writes ``search.json`` (every evaluated candidate, the Pareto set, the choice) into the run folder.
 """
@@ -38,9 +43,9 @@ from edgekd.models.text import is_text
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.search.evolution import Evaluated, aging_evolution, pareto
-from edgekd.stages.search.proxies import PROXIES, ProbeBatch, build_seeded, score
+from edgekd.stages.search.proxies import PROXIES, TEXT_PROXIES, ProbeBatch, build_seeded, score
 from edgekd.stages.search.report import search_section
-from edgekd.stages.search.space import ResNetSpace, SearchSpace, Space
+from edgekd.stages.search.space import ResNetSpace, SearchSpace, Space, TextShrinkSpace
 
 
 class Budget(Strict):
@@ -138,12 +143,28 @@ class Search(Pass):
     report_position = "overview"
 
     def check(self, where: str, teacher: nn.Module, student: nn.Module | None) -> None:
-        if is_text(teacher):
+        c: SearchConfig = self.config  # type: ignore[assignment]
+        text_space = isinstance(c.space, TextShrinkSpace)
+        if is_text(teacher) and not text_space:
             raise ConfigError(
-                f"{where}: the student search covers image models; text students are not searched yet",
-                fix="name a text student (student.arch shrink with params.layers, or arch hf with a small config) "
-                "and remove the search pass",
+                f"{where}.space: a text teacher's students are searched in space type text-shrink (its layers, FFN "
+                f"width and heads), not {c.space.type}",
+                fix="space: {type: text-shrink, layers: [1, 2, 3], intermediate_size: [...], heads: [...]}",
             )
+        if text_space and not is_text(teacher):
+            raise ConfigError(
+                f"{where}.space: type text-shrink shrinks a Hugging Face text teacher; this teacher is not one",
+                fix="use space type resnet or mobilenet for image teachers",
+            )
+        if is_text(teacher):
+            if "proxy" not in c.model_fields_set:
+                c.proxy = "teacher_kl"
+            if c.proxy not in TEXT_PROXIES:
+                raise ConfigError(
+                    f"{where}.proxy: {c.proxy} scores image models; for token inputs use one of "
+                    f"{', '.join(TEXT_PROXIES)}",
+                    fix="proxy: teacher_kl (the default for text)",
+                )
 
     def result_entry(self, ctx: Context) -> Any:
         """The whole search.json (every candidate), else the metrics."""
@@ -194,7 +215,7 @@ class Search(Pass):
 
         def module(params: dict[str, Any]) -> torch.nn.Module:
             spec = ModelSpec(arch=c.space.arch, params=params)
-            return build_seeded(lambda: build(spec, "search candidate"), seed)
+            return build_seeded(lambda: build(spec, "search candidate", teacher=ctx.teacher), seed)
 
         def evaluate_under(b: int, limit: Budget) -> Callable[[tuple[int, ...]], Evaluated | None]:
             def evaluate(cand: tuple[int, ...]) -> Evaluated | None:

@@ -91,7 +91,7 @@ def test_proxies_are_finite_and_deterministic(name: str, batch: ProbeBatch) -> N
 
 
 def test_every_proxy_is_registered() -> None:
-    assert set(PROXIES) == {"diswot", "params", "macs", "grad_norm", "snip", "synflow", "naswot", "zen"}
+    assert set(PROXIES) == {"diswot", "params", "macs", "grad_norm", "snip", "synflow", "naswot", "zen", "teacher_kl"}
 
 
 def test_a_model_without_a_feature_map_is_refused_with_how_to_name_it(batch: ProbeBatch) -> None:
