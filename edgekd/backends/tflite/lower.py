@@ -430,89 +430,86 @@ def check_available(c: Any, target: TargetConfig) -> None:
 
 
 def lower(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
-    """``student.<precision>.tflite`` for every TFLite precision of the target (``c`` is the LowerConfig)."""
-    from edgekd.backends.tflite.runtime import op_summary
-
+    """``student.<precision>.tflite`` for every TFLite precision of the target (``c`` is the LowerConfig); a text
+    student at data.max_length tokens, batch 1."""
     assert ctx.student is not None
+    student = ctx.student
+    precisions = tflite_precisions(c, ctx.target)
+    delegate = tflite_delegate(c, ctx.target)
     if ctx.data.is_text:
-        _lower_text(ctx, c, summary)
-        return
-    layout = c.tflite.io_layout or str(ctx.target.runtime.options.get("io_layout", "nhwc"))
-    per_channel = ctx.target.quantization.per_channel if c.tflite.per_channel is None else c.tflite.per_channel
-    calib = ctx.data.calibration.x
-    precisions = tflite_precisions(c, ctx.target)
-    bar = ctx.progress("lower tflite")
-    bar.start(f"{len(precisions)} TFLite files", len(precisions))
-    for precision in precisions:
-        path = convert_tflite(
-            ctx.student,
-            ctx.data.test.x[:1],
-            ctx.run_dir / f"student.{precision}.tflite",
-            precision=precision,
-            layout=layout,
-            calibration=calib if precision == "int8" else None,
-            int8_method=c.tflite.int8_method,
-            per_channel=per_channel,
-        )  # written atomically
-        art = ctx.add_artifact(f"tflite_{precision}", path, "tflite", precision=precision, backend="tflite")
-        ctx.add_preprocessing_sidecar(art.name)
-        art.info["io_layout"] = layout
-        art.info["graph"] = op_summary(path)
-        if precision == "int8":
-            art.info["quantization"] = {
-                "method": c.tflite.int8_method,
-                "weights": "int8 symmetric, " + ("per-channel" if per_channel else "per-tensor"),
-                "activations": int8_activations(art.info["graph"]),
-                "integer_only": not art.info["graph"]["float_operators"],
-                "calibration_samples": len(calib),
-            }
-        elif precision == "fp16":
-            art.info["quantization"] = {"method": "ai-edge-quantizer float casting", "weights": "float16"}
-        bar.advance(1)
-    bar.finish()
-    summary["tflite"] = {
-        "precisions": precisions,
-        "io_layout": layout,
-        "int8_method": c.tflite.int8_method,
-        "per_channel": per_channel,
-        "delegate": tflite_delegate(c, ctx.target),
-    }
+        length = int(ctx.data.input_shape[-1])
 
+        def convert(precision: str, path: Path) -> Path:
+            return convert_text_tflite(student, length, path, precision)
 
-def _lower_text(ctx: Context, c: Any, summary: dict[str, Any]) -> None:
-    """A text student as ``student.<precision>.tflite`` at data.max_length tokens, batch 1."""
-    from edgekd.backends.tflite.runtime import op_summary
-
-    assert ctx.student is not None
-    length = int(ctx.data.input_shape[-1])
-    precisions = tflite_precisions(c, ctx.target)
-    bar = ctx.progress("lower tflite")
-    bar.start(f"{len(precisions)} TFLite files", len(precisions))
-    for precision in precisions:
-        path = convert_text_tflite(ctx.student, length, ctx.run_dir / f"student.{precision}.tflite", precision)
-        art = ctx.add_artifact(f"tflite_{precision}", path, "tflite", precision=precision, backend="tflite")
-        ctx.add_preprocessing_sidecar(art.name)
-        art.info["sequence_length"] = length
-        art.info["graph"] = op_summary(path)
-        if precision == "int8":
-            art.info["quantization"] = {
+        def int8_info(_graph: dict[str, Any]) -> dict[str, Any]:
+            return {
                 "method": "ai-edge-quantizer dynamic_wi8_afp32",
                 "weights": "int8 symmetric, per-channel",
                 "activations": "float, quantized at run time (dynamic range)",
                 "integer_only": False,
             }
+
+        _write_files(ctx, precisions, convert, int8_info, {"sequence_length": length})
+        summary["tflite"] = {
+            "precisions": precisions,
+            "io_layout": "tokens",
+            "int8_method": "ai-edge-quantizer dynamic",
+            "per_channel": True,
+            "delegate": delegate,
+            "sequence_length": length,
+        }
+        return
+    layout = c.tflite.io_layout or str(ctx.target.runtime.options.get("io_layout", "nhwc"))
+    per_channel = ctx.target.quantization.per_channel if c.tflite.per_channel is None else c.tflite.per_channel
+    calib = ctx.data.calibration.x
+    example = ctx.data.test.x[:1]
+
+    def convert_image(precision: str, path: Path) -> Path:
+        return convert_tflite(
+            student, example, path, precision=precision, layout=layout,
+            calibration=calib if precision == "int8" else None, int8_method=c.tflite.int8_method,
+            per_channel=per_channel,
+        )  # fmt: skip
+
+    def image_int8_info(graph: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "method": c.tflite.int8_method,
+            "weights": "int8 symmetric, " + ("per-channel" if per_channel else "per-tensor"),
+            "activations": int8_activations(graph),
+            "integer_only": not graph["float_operators"],
+            "calibration_samples": len(calib),
+        }
+
+    _write_files(ctx, precisions, convert_image, image_int8_info, {"io_layout": layout})
+    summary["tflite"] = {
+        "precisions": precisions,
+        "io_layout": layout,
+        "int8_method": c.tflite.int8_method,
+        "per_channel": per_channel,
+        "delegate": delegate,
+    }
+
+
+def _write_files(ctx: Context, precisions: list[str], convert: Any, int8_info: Any, info: dict[str, Any]) -> None:
+    """Convert (``convert(precision, path)``, written atomically) and register one artifact per precision, with
+    its preprocessing sidecar, graph summary and quantization record."""
+    from edgekd.backends.tflite.runtime import op_summary
+
+    bar = ctx.progress("lower tflite")
+    bar.start(f"{len(precisions)} TFLite files", len(precisions))
+    for precision in precisions:
+        path = convert(precision, ctx.run_dir / f"student.{precision}.tflite")
+        art = ctx.add_artifact(f"tflite_{precision}", path, "tflite", precision=precision, backend="tflite")
+        ctx.add_preprocessing_sidecar(art.name)
+        art.info.update(info)
+        art.info["graph"] = op_summary(path)
+        if precision == "int8":
+            art.info["quantization"] = int8_info(art.info["graph"])
         elif precision == "fp16":
             art.info["quantization"] = {"method": "ai-edge-quantizer float casting", "weights": "float16"}
         bar.advance(1)
     bar.finish()
-    summary["tflite"] = {
-        "precisions": precisions,
-        "io_layout": "tokens",
-        "int8_method": "ai-edge-quantizer dynamic",
-        "per_channel": True,
-        "delegate": tflite_delegate(c, ctx.target),
-        "sequence_length": length,
-    }
 
 
 def report_sections(low: dict[str, Any]) -> list[Section]:
