@@ -130,15 +130,16 @@ def test_minilm_pairs_that_cannot_compare_are_refused_before_training(tmp_path, 
 def test_text_student_lowers_to_tflite_runs_in_litert_and_is_timed_at_its_length(tmp_path, teacher):
     passes = [
         {"distill": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 1e-3}}},
-        {"lower": {"parity": {"samples": 64, "min_top1": 80.0, "min_cosine": 0.9}}},
+        {"lower": {"tflite": {"precisions": ["fp32", "fp16", "int8"]},
+                   "parity": {"samples": 64, "min_top1": 80.0, "min_cosine": 0.9}}},
         {"profile": {"warmup": 2, "runs": 10, "rounds": 2, "sequence_lengths": [8, 16]}},
-    ]
+    ]  # fmt: skip
     cfg = text_config(tmp_path, teacher, passes=passes)
     r = edgekd.compile(write_config(tmp_path, cfg), target="raspberry-pi-4", out=tmp_path / "runs", quiet=True)
     res = json.loads(r.result_path.read_text())
     from edgekd.backends.tflite.runtime import LiteRTModel
 
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "fp16", "int8"):
         art = res["artifacts"][f"tflite_{precision}"]
         model = LiteRTModel(r.run_dir / f"student.{precision}.tflite")
         assert model.sequence_length == 16 and len(model.token_inputs) == 3
@@ -147,6 +148,10 @@ def test_text_student_lowers_to_tflite_runs_in_litert_and_is_timed_at_its_length
         assert parity["passed"]
         if precision == "fp32":
             assert parity["max_abs_diff"] < 1e-4
+        elif precision == "fp16":  # float16 weights, float arithmetic: within fp16 rounding of PyTorch
+            dtypes = {d["dtype"].__name__ for d in model.interpreter.get_tensor_details()}
+            assert "float16" in dtypes and parity["cosine"] > 0.999 and parity["top1_agreement"] == 100
+            assert art["bytes"] < res["artifacts"]["tflite_fp32"]["bytes"]
         else:
             assert art["quantization"]["activations"].startswith("float, quantized at run time")
             assert art["bytes"] < res["artifacts"]["tflite_fp32"]["bytes"]
