@@ -160,7 +160,7 @@ def refuse_code(cfg: ModelConfig) -> None:
         raise ConfigError(
             f"{label}: --no-code refuses configs that import modules outside edgekd; {len(refs)} found\n  "
             + "\n  ".join(problems),
-            fix="use zoo architectures and data sources (npz, image-folder, fashion-mnist), or compile without "
-            "--no-code if you trust the config's author",
+            fix="use zoo architectures and data sources (npz, image-folder, image-list, fashion-mnist), or compile "
+            "without --no-code if you trust the config's author",
             problems=problems,
         )

@@ -74,7 +74,7 @@ class Normalize(Strict):
         return self
 
 
-DataSource = Literal["fashion-mnist", "npz", "image-folder", "callable", "text"]
+DataSource = Literal["fashion-mnist", "npz", "image-folder", "image-list", "callable", "text"]
 
 
 class DataConfig(Strict):
@@ -115,8 +115,9 @@ class DataConfig(Strict):
             raise ValueError("source 'callable' needs callable: 'package.module:function'")
         if self.callable and ":" not in self.callable:
             raise ValueError(f"callable {self.callable!r} must look like 'package.module:function'")
-        if self.source in ("npz", "image-folder") and self.path is None:
-            raise ValueError(f"source {self.source!r} needs path: (the {'file' if self.source == 'npz' else 'folder'})")
+        if self.source in ("npz", "image-folder", "image-list") and self.path is None:
+            what = {"npz": "the .npz file", "image-folder": "the folder", "image-list": "the CSV file list"}
+            raise ValueError(f"source {self.source!r} needs path: ({what[self.source]})")
         if self.source == "text" and self.path is None:
             raise ValueError("source 'text' needs path: (a .csv, .tsv or .jsonl file of texts and labels)")
         return self

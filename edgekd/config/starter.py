@@ -28,10 +28,11 @@ student:
   arch: resnet
   params: {depth: 8, width: 16, in_channels: 1, num_classes: 10}
 
-# Where the images come from. source: fashion-mnist | npz | image-folder | callable
+# Where the images come from. source: fashion-mnist | npz | image-folder | image-list | callable
 #   fashion-mnist: the Debian package dataset-fashion-mnist if installed, else the bundled subset
 #   npz:           path: data.npz holding x_train, y_train, x_test, y_test (NCHW uint8 or float in [0,1])
-#   image-folder:  path: folder with train/<class>/*.png and test/<class>/*.png
+#   image-folder:  path: folder with train/<class>/*.png and test/<class>/*.png (or ImageNet's val/<class>/)
+#   image-list:    path: a CSV file list with columns path,split,label (split train or test)
 #   callable:      callable: "package.module:function" returning those four arrays
 data:
   source: fashion-mnist

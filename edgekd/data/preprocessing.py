@@ -31,7 +31,7 @@ def describe_preprocessing(
     c, h, w = cfg.input_shape
     pixels = "uint8 in 0..255, divided by 255" if np.issubdtype(raw_dtype, np.integer) else "float in [0, 1] as given"
     resize = None
-    if cfg.source == "image-folder":
+    if cfg.source in ("image-folder", "image-list"):
         resize = {"size": [h, w], "method": "PIL Image.resize (bicubic), aspect ratio not kept", "crop": None}
     return {
         "format": FORMAT,

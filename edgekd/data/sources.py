@@ -63,58 +63,143 @@ def npz(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
     return _npz(path, unlabelled_ok=cfg.labels == "teacher"), f"npz ({path})"
 
 
-def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
-    """``path/{train,test}/<class>/*.png|jpg``; classes sorted by name; images resized to input_shape."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def _read_images(
+    files: list[tuple[Path, int]], cfg: DataConfig, unreadable: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``files`` ((path, label) pairs) resized to ``cfg.input_shape``: (N, C, H, W) uint8 and labels. A file
+    PIL cannot read is skipped and recorded in ``unreadable``."""
     try:
         from PIL import Image
     except ImportError as exc:
-        raise DataError("image-folder needs Pillow", fix="pip install pillow") from exc
+        raise DataError(f"data.source {cfg.source} needs Pillow", fix="pip install pillow") from exc
+    c, h, w = cfg.input_shape
+    xs, ys = [], []
+    for f, label in files:
+        try:
+            with Image.open(f) as opened:
+                img = opened.convert("L" if c == 1 else "RGB").resize((w, h))
+        except (OSError, ValueError, SyntaxError) as exc:  # missing, truncated, not an image, corrupt header
+            unreadable.append(f"{f}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            continue
+        a = np.asarray(img, dtype=np.uint8)
+        xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
+        ys.append(label)
+    if not xs:
+        return np.zeros((0, c, h, w), np.uint8), np.zeros(0, np.int64)
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def _none_readable(where: Path, files: int, bad: list[str], fix_empty: str) -> DataError:
+    """The error for a split without one readable image: ``bad`` its unreadable files, of ``files`` listed."""
+    if bad:
+        return DataError(
+            f"{where}: none of its {files} image file(s) can be read (first: {bad[0]})",
+            fix="replace or remove the broken files (PIL cannot open them)",
+        )
+    return DataError(f"{where}: no images found", fix=fix_empty)
+
+
+def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
+    """``path/train/<class>/*`` and ``path/test/<class>/*`` or, ImageNet-style, ``path/val/<class>/*`` as the test
+    split (where there is no ``test/``); classes sorted by folder name; images resized to input_shape."""
     assert cfg.path is not None
     root = cfg.path if cfg.path.is_absolute() else base / cfg.path
-    c, h, w = cfg.input_shape
-    out: Raw = {}
-    classes: list[str] | None = None
-    unreadable: list[str] = []
-    for split in ("train", "test"):
+    held_out = "test" if (root / "test").is_dir() or not (root / "val").is_dir() else "val"
+    for split in ("train", held_out):
         if not (root / split).is_dir():
             raise DataError(
                 f"{root}: no '{split}' folder",
-                fix="lay images out as <path>/train/<class>/*.png and <path>/test/<class>/*.png",
+                fix="lay images out as <path>/train/<class>/*.png and <path>/test/<class>/*.png "
+                "(or ImageNet-style <path>/val/<class>/*.JPEG as the test split)",
             )
-    for split in ("train", "test"):
-        d = root / split
+    out: Raw = {}
+    classes: list[str] | None = None
+    unreadable: list[str] = []
+    for split, folder in (("train", "train"), ("test", held_out)):
+        d = root / folder
         names = sorted(p.name for p in d.iterdir() if p.is_dir())
         classes = classes or names
         if names != classes:
             raise DataError(
-                f"{root}: train and test hold different class folders", fix="use the same class folder names"
+                f"{root}: train and {folder} hold different class folders", fix="use the same class folder names"
             )
-        xs, ys = [], []
-        for label, cls in enumerate(classes):
-            for f in sorted((d / cls).iterdir()):
-                if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
-                    continue
-                try:
-                    with Image.open(f) as opened:
-                        img = opened.convert("L" if c == 1 else "RGB").resize((w, h))
-                except (OSError, ValueError, SyntaxError) as exc:  # truncated, not an image, corrupt header
-                    unreadable.append(f"{f}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-                    continue
-                a = np.asarray(img, dtype=np.uint8)
-                xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
-                ys.append(label)
-        if not xs:
-            bad = [u for u in unreadable if u.startswith(str(d))]
-            if bad:
-                raise DataError(
-                    f"{d}: none of its {len(bad)} image file(s) can be read (first: {bad[0]})",
-                    fix="replace or remove the broken files (PIL cannot open them)",
-                )
-            raise DataError(f"{d}: no images found", fix="add .png/.jpg files under one folder per class")
-        out[f"x_{split}"], out[f"y_{split}"] = np.stack(xs), np.asarray(ys, dtype=np.int64)
+        files = [
+            (f, label)
+            for label, cls in enumerate(classes)
+            for f in sorted((d / cls).iterdir())
+            if f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        before = len(unreadable)
+        x, y = _read_images(files, cfg, unreadable)
+        if not len(x):
+            raise _none_readable(d, len(files), unreadable[before:], "add .png/.jpg files under one folder per class")
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
     out["classes"] = np.asarray(classes or [])
     out["unreadable"] = np.asarray(unreadable, dtype=str)
-    return out, f"image-folder ({root}, classes: {', '.join(classes or [])})"
+    layout = "" if held_out == "test" else ", ImageNet-style: val/ is the test split"
+    return out, f"image-folder ({root}{layout}, classes: {', '.join(classes or [])})"
+
+
+def image_list(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
+    """A CSV file list: columns ``path`` (relative to the CSV's folder, or absolute), ``split`` (``train`` or
+    ``test``) and ``label`` (a class name or index; empty everywhere with ``data.labels: teacher``). Class names
+    are sorted; labels that are all integers are class indices."""
+    import csv
+
+    assert cfg.path is not None
+    path = cfg.path if cfg.path.is_absolute() else base / cfg.path
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [k for k in ("path", "split", "label") if k not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(
+                    f"{path}: no column(s) {', '.join(missing)} (has {', '.join(reader.fieldnames or []) or 'none'})",
+                    fix="give a header row path,split,label (label may be empty with data.labels: teacher)",
+                )
+            rows = [
+                (i + 2, r["path"].strip(), r["split"].strip(), (r["label"] or "").strip()) for i, r in enumerate(reader)
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read as a CSV file list ({exc})", fix="give a UTF-8 CSV file") from exc
+    for line, file, split, _ in rows:
+        if split not in ("train", "test"):
+            raise DataError(
+                f"{path}, line {line}: split {split!r} for {file}",
+                fix="use split train or test (the validation share is held out of train by data.val_fraction)",
+            )
+    labels = {label for *_, label in rows}
+    unlabelled = cfg.labels == "teacher"
+    if not unlabelled and "" in labels:
+        line = next(n for n, *_, label in rows if label == "")
+        raise DataError(f"{path}, line {line}: no label", fix="give every row a label, or set data.labels: teacher")
+    numeric = all(label.lstrip("-").isdigit() for label in labels if label)
+    classes = [] if unlabelled or numeric else sorted(labels)
+    index = {name: i for i, name in enumerate(classes)}
+
+    def label_of(label: str) -> int:
+        return -1 if unlabelled else int(label) if numeric else index[label]
+
+    out: Raw = {}
+    unreadable: list[str] = []
+    for split in ("train", "test"):
+        files = [
+            (Path(file) if Path(file).is_absolute() else path.parent / file, label_of(label))
+            for _, file, s, label in rows
+            if s == split
+        ]
+        before = len(unreadable)
+        x, y = _read_images(files, cfg, unreadable)
+        if not len(x):
+            raise _none_readable(path, len(files), unreadable[before:], f"list {split} images in {path} (split column)")
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    if classes:
+        out["classes"] = np.asarray(classes)
+    out["unreadable"] = np.asarray(unreadable, dtype=str)
+    return out, f"image-list ({path}{', classes: ' + ', '.join(classes) if classes else ''})"
 
 
 def from_callable(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
@@ -141,5 +226,6 @@ SOURCES: dict[str, Callable[[DataConfig, Path], tuple[Raw, str]]] = {
     "fashion-mnist": fashion_mnist,
     "npz": npz,
     "image-folder": image_folder,
+    "image-list": image_list,
     "callable": from_callable,
 }

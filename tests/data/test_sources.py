@@ -127,6 +127,80 @@ def test_an_image_folder_split_with_no_readable_file_is_an_error_naming_one(tmp_
         load_data(cfg, CalibrationConfig(samples=2), tmp_path)
 
 
+def test_imagenet_style_folder_takes_val_as_the_test_split(tmp_path: Path) -> None:
+    """ImageNet's layout (train/<wnid>/, val/<wnid>/) was refused for want of a test/ folder."""
+    _folder(tmp_path)
+    (tmp_path / "test").rename(tmp_path / "val")
+    (tmp_path / "val" / "dog" / "0.png").unlink()
+    cfg = _cfg(source="image-folder", path=tmp_path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0)
+    b = load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert len(b.train) == 6 and sorted(b.test.y.tolist()) == [0, 0, 0, 1, 1]
+    assert "ImageNet-style: val/ is the test split" in b.source
+    (tmp_path / "val").rename(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match="no 'test' folder") as e:
+        load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert "val/<class>" in e.value.fix
+
+
+def _image_list(root: Path, rows: list[str]) -> Path:
+    _folder(root / "img")
+    (root / "list.csv").write_text("path,split,label\n" + "\n".join(rows) + "\n")
+    return root / "list.csv"
+
+
+def test_image_list_csv_names_files_splits_and_classes(tmp_path: Path) -> None:
+    rows = [f"img/train/{c}/{i}.png,train,{c}" for c in ("dog", "cat") for i in range(3)]
+    rows += [f"{tmp_path}/img/test/cat/{i}.png,test,cat" for i in range(2)] + ["img/test/dog/9.png,test,dog"]
+    path = _image_list(tmp_path, rows)
+    cfg = _cfg(source="image-list", path=path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0)
+    b = load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert b.train.x.shape == (6, 3, 8, 8) and sorted(b.train.y.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert b.test.y.tolist() == [0, 0] and "classes: cat, dog" in b.source
+    assert b.preprocessing["output"]["classes"] == ["cat", "dog"] and b.preprocessing["resize"]["size"] == [8, 8]
+    (note,) = [n for n in b.notes if "could not be read" in n]
+    assert "9.png" in note  # listed but missing: skipped and named
+    from PIL import Image
+
+    with Image.open(tmp_path / "img/test/cat/1.png") as im:  # the same pixels as an image folder gives
+        want = np.asarray(im.convert("RGB").resize((8, 8)), dtype=np.float32).transpose(2, 0, 1) / 255
+    got = b.test.x[1].numpy() * np.asarray(b.std)[:, None, None] + np.asarray(b.mean)[:, None, None]
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_image_list_with_teacher_labels_and_integer_labels(tmp_path: Path) -> None:
+    rows = [f"img/train/cat/{i}.png,train," for i in range(3)] + ["img/test/cat/0.png,test,"]
+    cfg = _cfg(source="image-list", path=_image_list(tmp_path, rows), input_shape=(3, 8, 8), num_classes=2,
+               val_fraction=0.0, labels="teacher")  # fmt: skip
+    b = load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert b.unlabelled and b.train.y.tolist() == [-1, -1, -1]
+    rows = [f"img/train/cat/{i}.png,train,{i % 2}" for i in range(3)] + ["img/test/cat/0.png,test,1"]
+    cfg = _cfg(source="image-list", path=_image_list(tmp_path / "n", rows), input_shape=(3, 8, 8), num_classes=2,
+               val_fraction=0.0)  # fmt: skip
+    b = load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert sorted(b.train.y.tolist()) == [0, 0, 1] and b.test.y.tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "message"),
+    [
+        ("path,label", ["img/train/cat/0.png,cat"], r"list\.csv: no column\(s\) split \(has path, label\)"),
+        ("path,split,label", ["img/train/cat/0.png,train,cat", "img/test/cat/0.png,valid,cat"],
+         r"list\.csv, line 3: split 'valid' for img/test/cat/0\.png"),
+        ("path,split,label", ["img/train/cat/0.png,train,", "img/test/cat/0.png,test,cat"],
+         r"list\.csv, line 2: no label"),
+        ("path,split,label", ["img/train/cat/0.png,train,cat"], r"list\.csv: no images found"),
+        ("path,split,label", ["img/train/cat/0.png,train,cat", "nowhere.png,test,cat"],
+         r"list\.csv: none of its 1 image file\(s\) can be read \(first: .*nowhere\.png"),
+    ],
+)  # fmt: skip
+def test_bad_image_lists_are_errors_naming_the_line(tmp_path: Path, header: str, rows: list[str], message: str) -> None:
+    path = _image_list(tmp_path, [])
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    cfg = _cfg(source="image-list", path=path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0)
+    with pytest.raises(DataError, match=message):
+        load_data(cfg, CalibrationConfig(samples=1), tmp_path)
+
+
 def test_callable_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mydata.py").write_text(
         "import numpy as np\n"
