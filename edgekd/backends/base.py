@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgekd.core.errors import ExportError
+from edgekd.data.stream import chunks
 
 
 class Predictor(Protocol):
@@ -203,6 +204,12 @@ def accuracy(
     """Top-1 accuracy (percent) of a deployed artifact (a path, opened in its own runtime, or an open model) on
     normalised inputs ``x`` (NCHW tensor or array) with labels ``y``."""
     runner = open_model(model, threads, delegate) if isinstance(model, str | os.PathLike) else model
-    xs = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
     ys = y.numpy() if hasattr(y, "numpy") else np.asarray(y)
-    return float((runner.predict(xs).argmax(1) == ys).mean() * 100)
+    return float((predict_in_chunks(runner, x).argmax(1) == ys).mean() * 100)
+
+
+def predict_in_chunks(runner: Predictor, x: Any, size: int = 512) -> np.ndarray:
+    """``runner``'s logits on ``x`` (tensor, array, or streamed images), ``size`` samples at a time, so a streamed
+    split is decoded a chunk at a time."""
+    outs = [runner.predict(c.numpy() if hasattr(c, "numpy") else np.asarray(c)) for c in chunks(x, size)]
+    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)

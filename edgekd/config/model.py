@@ -96,6 +96,14 @@ class DataConfig(Strict):
         default="given", description="teacher: the data is unlabelled; training uses the teacher's predictions"
     )
     fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used to train")
+    stream: bool | Literal["auto"] = Field(
+        default="auto",
+        description="image-folder / image-list: read images from disk per batch instead of holding them in memory "
+        "(auto: when the decoded float32 images would exceed 2 GiB)",
+    )
+    workers: int = Field(
+        default=2, ge=0, le=64, description="streamed images: DataLoader worker processes that decode ahead of training"
+    )
     # source: text (csv, tsv or jsonl files of sentences, tokenized with the teacher's tokenizer)
     text: str = Field(default="text", description="source text: the column holding the text")
     text_pair: str | None = Field(default=None, description="source text: a second text column (sentence pairs)")
@@ -118,6 +126,9 @@ class DataConfig(Strict):
         if self.source in ("npz", "image-folder", "image-list") and self.path is None:
             what = {"npz": "the .npz file", "image-folder": "the folder", "image-list": "the CSV file list"}
             raise ValueError(f"source {self.source!r} needs path: ({what[self.source]})")
+        if self.stream is True and self.source not in ("image-folder", "image-list"):
+            raise ValueError(f"stream: true reads image files from disk; source {self.source!r} is held in memory "
+                             "(stream image-folder or image-list sources)")  # fmt: skip
         if self.source == "text" and self.path is None:
             raise ValueError("source 'text' needs path: (a .csv, .tsv or .jsonl file of texts and labels)")
         return self

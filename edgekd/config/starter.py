@@ -33,6 +33,7 @@ student:
 #   npz:           path: data.npz holding x_train, y_train, x_test, y_test (NCHW uint8 or float in [0,1])
 #   image-folder:  path: folder with train/<class>/*.png and test/<class>/*.png (or ImageNet's val/<class>/)
 #   image-list:    path: a CSV file list with columns path,split,label (split train or test)
+#   (image-folder / image-list: stream: true reads batches from disk instead of memory; auto above 2 GiB)
 #   callable:      callable: "package.module:function" returning those four arrays
 data:
   source: fashion-mnist

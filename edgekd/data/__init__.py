@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -9,10 +11,16 @@ from edgekd.config.model import CalibrationConfig, DataConfig
 from edgekd.core.errors import DataError
 from edgekd.data.dataset import DataBundle, Split, to_float
 from edgekd.data.preprocessing import describe_preprocessing
-from edgekd.data.sources import FASHION_MNIST_NORMALIZE, KEYS, SOURCES, Raw
+from edgekd.data.sources import FASHION_MNIST_NORMALIZE, KEYS, LISTINGS, SOURCES, Raw, decode_listing, readable_listing
+from edgekd.data.stream import ImageFiles, decode
 from edgekd.data.text import TextModel, load_text
 
 __all__ = ["DataBundle", "Split", "TextModel", "load_data"]
+
+#: data.stream auto streams an image source whose decoded float32 images would take more than this
+STREAM_ABOVE_BYTES = 2 * 2**30
+#: how many training images a streamed source decodes to compute data.normalize when it is not given
+NORMALIZE_SAMPLE = 1000
 
 
 def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
@@ -26,9 +34,11 @@ def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
             raise DataError(
                 f"{origin}: {split} has {len(x)} images but {len(y)} labels", fix="give one label per image"
             )
-        if x.ndim == 3:
+        if x.dtype.kind in "UO":  # streamed: file paths, resized to input_shape when decoded
+            pass
+        elif x.ndim == 3:
             raw[f"x_{split}"] = x = x[:, None]
-        if tuple(x.shape[1:]) != tuple(cfg.input_shape):
+        if x.dtype.kind not in "UO" and tuple(x.shape[1:]) != tuple(cfg.input_shape):
             raise DataError(
                 f"{origin}: {split} images have shape {list(x.shape[1:])} "
                 f"but data.input_shape is {list(cfg.input_shape)}",
@@ -54,7 +64,10 @@ def load_data(
         if text is None:
             raise DataError("data.source text needs a text teacher", fix="set teacher.arch hf and teacher.path")
         return load_text(cfg, calibration, base_dir, seed, text)
-    raw, origin = SOURCES[cfg.source](cfg, base_dir)
+    if cfg.source in LISTINGS:
+        raw, origin, streamed = _images(cfg, Path(base_dir))
+    else:
+        (raw, origin), streamed = SOURCES[cfg.source](cfg, base_dir), False
     classes = [str(c) for c in raw["classes"]] if "classes" in raw else None
     unreadable = [str(u) for u in raw.get("unreadable", [])]
     raw = {k: raw[k] for k in KEYS}
@@ -69,10 +82,15 @@ def load_data(
     elif cfg.source == "fashion-mnist":
         mean, std = FASHION_MNIST_NORMALIZE
     else:
-        x = raw["x_train"].astype(np.float32) / (255.0 if raw["x_train"].dtype == np.uint8 else 1.0)
+        pixels, sampled = raw["x_train"], ""
+        if streamed:  # a seeded sample of the training files, decoded once
+            pick = np.random.default_rng(seed).permutation(len(pixels))[:NORMALIZE_SAMPLE]
+            pixels = np.stack([decode(Path(p), cfg.input_shape) for p in pixels[np.sort(pick)]])
+            sampled = f" ({len(pick)} images drawn with data seed {seed})"
+        x = pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 1.0)
         mean = [float(v) for v in x.mean(axis=(0, 2, 3))]
         std = [float(v) or 1.0 for v in x.std(axis=(0, 2, 3))]
-        notes.append(f"data.normalize not given: computed from the training split (mean {mean}, std {std})")
+        notes.append(f"data.normalize not given: computed from the training split{sampled} (mean {mean}, std {std})")
     if len(mean) != cfg.input_shape[0]:
         raise DataError(
             f"data.normalize has {len(mean)} values but the images have {cfg.input_shape[0]} channel(s)",
@@ -98,7 +116,10 @@ def load_data(
         )
 
     def split(x: np.ndarray, y: np.ndarray) -> Split:
-        return Split(to_float(x, mean, std), torch.from_numpy(y.astype(np.int64)))
+        labels = torch.from_numpy(y.astype(np.int64))
+        if streamed:
+            return Split(ImageFiles([Path(p) for p in x], cfg.input_shape, mean, std, cfg.workers), labels)
+        return Split(to_float(x, mean, std), labels)
 
     if "subset" in origin:
         notes.append(
@@ -128,8 +149,33 @@ def load_data(
         std=list(std),
         source=origin,
         notes=notes,
-        preprocessing=describe_preprocessing(cfg, raw["x_train"].dtype, list(mean), list(std), classes, unlabelled),
+        preprocessing=describe_preprocessing(
+            cfg, np.dtype(np.uint8) if streamed else raw["x_train"].dtype, list(mean), list(std), classes, unlabelled
+        ),
+        streamed=streamed,
     )
+
+
+def _images(cfg: DataConfig, base: Path) -> tuple[Raw, str, bool]:
+    """An image folder or file list: decoded into memory, or (``data.stream``; auto: when the decoded float32
+    images would pass :data:`STREAM_ABOVE_BYTES`) listed, with the files PIL cannot open left out, and the
+    paths standing in for the images."""
+    listing = LISTINGS[cfg.source](cfg, base)
+    n = sum(len(files) for files in listing.splits.values())
+    decoded_bytes = n * int(np.prod(cfg.input_shape)) * 4
+    streamed = cfg.stream is True or (cfg.stream == "auto" and decoded_bytes > STREAM_ABOVE_BYTES)
+    if not streamed:
+        raw, origin = decode_listing(listing, cfg)
+        return raw, origin, False
+    listing, unreadable = readable_listing(listing, cfg)
+    raw: Raw = {"unreadable": np.asarray(unreadable, dtype=str)}
+    if listing.classes:
+        raw["classes"] = np.asarray(listing.classes)
+    for split, files in listing.splits.items():
+        raw[f"x_{split}"] = np.asarray([str(f) for f, _ in files])
+        raw[f"y_{split}"] = np.asarray([label for _, label in files], dtype=np.int64)
+    why = "data.stream: true" if cfg.stream is True else f"decoded they would take {decoded_bytes / 2**30:.1f} GiB"
+    return raw, f"{listing.origin}; streamed from disk ({why}, {cfg.workers} decoding workers)", True
 
 
 def _calibration(

@@ -11,25 +11,41 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgekd.data.stream import is_streamed
+
 
 @dataclass
 class Split:
     """Images ``x`` (N, C, H, W float32, normalised), or packed token inputs (N, F, L int64, see
     :mod:`edgekd.models.text`), and labels ``y`` (N int64)."""
 
-    x: torch.Tensor
+    x: torch.Tensor  # or, for a streamed split, edgekd.data.stream.ImageFiles (decodes what it is indexed with)
     y: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @property
+    def streamed(self) -> bool:
+        return is_streamed(self.x)
+
     def take(self, n: int) -> Split:
+        """The first ``n`` samples, in memory (decoded, for a streamed split)."""
         return Split(self.x[:n], self.y[:n])
 
+    def subset(self, idx: torch.Tensor) -> Split:
+        """The samples at ``idx``; a streamed split stays streamed (nothing is decoded)."""
+        x = self.x.subset(idx) if is_streamed(self.x) else self.x[idx]  # type: ignore[attr-defined]
+        return Split(x, self.y[idx])
+
     def sha256(self) -> str:
-        """sha256 of the images and labels as used (after normalisation): names a split exactly."""
+        """sha256 of the images and labels as used (after normalisation): names a split exactly. A streamed split
+        is named by its files (path, size, modification time) and normalisation, not decoded."""
         digest = hashlib.sha256()
         for t in (self.x, self.y):
+            if is_streamed(t):
+                t.update_digest(digest)  # type: ignore[attr-defined]
+                continue
             digest.update(str((tuple(t.shape), str(t.dtype))).encode())
             digest.update(t.detach().contiguous().numpy().tobytes())
         return digest.hexdigest()
@@ -53,6 +69,7 @@ class DataBundle:
     preprocessing: dict[str, Any] = field(default_factory=dict)  # the models' input contract (data.preprocessing)
     truncated: dict[str, int] = field(default_factory=dict)  # text: per split, texts cut to data.max_length
     tokenizer_dir: Path | None = None  # text: the folder of the tokenizer files that ship beside the artifacts
+    streamed: bool = False  # images read from disk per batch (edgekd.data.stream), not held in memory
 
     @property
     def is_text(self) -> bool:
@@ -86,6 +103,7 @@ class DataBundle:
             "normalize": {"mean": self.mean, "std": self.std},
             "preprocessing": self.preprocessing,
             "notes": self.notes,
+            "streamed": self.streamed,
             **({"truncated": self.truncated} if self.is_text else {}),
         }
 

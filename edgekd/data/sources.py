@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from edgekd.config.model import DataConfig
 from edgekd.core.errors import DataError
 from edgekd.data.idx import load_mnist_dir
+from edgekd.data.stream import decode
 
 Raw = dict[str, np.ndarray]
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -66,30 +68,16 @@ def npz(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-def _read_images(
-    files: list[tuple[Path, int]], cfg: DataConfig, unreadable: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``files`` ((path, label) pairs) resized to ``cfg.input_shape``: (N, C, H, W) uint8 and labels. A file
-    PIL cannot read is skipped and recorded in ``unreadable``."""
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise DataError(f"data.source {cfg.source} needs Pillow", fix="pip install pillow") from exc
-    c, h, w = cfg.input_shape
-    xs, ys = [], []
-    for f, label in files:
-        try:
-            with Image.open(f) as opened:
-                img = opened.convert("L" if c == 1 else "RGB").resize((w, h))
-        except (OSError, ValueError, SyntaxError) as exc:  # missing, truncated, not an image, corrupt header
-            unreadable.append(f"{f}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-            continue
-        a = np.asarray(img, dtype=np.uint8)
-        xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
-        ys.append(label)
-    if not xs:
-        return np.zeros((0, c, h, w), np.uint8), np.zeros(0, np.int64)
-    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+@dataclass
+class ImageListing:
+    """The image files of a folder or file list, before any is decoded: per split (``train``, ``test``) the
+    (path, label) pairs, where each split was found (for errors), the class names in label order, the origin."""
+
+    splits: dict[str, list[tuple[Path, int]]]
+    where: dict[str, Path]
+    classes: list[str]
+    origin: str
+    empty_fix: str
 
 
 def _none_readable(where: Path, files: int, bad: list[str], fix_empty: str) -> DataError:
@@ -102,9 +90,70 @@ def _none_readable(where: Path, files: int, bad: list[str], fix_empty: str) -> D
     return DataError(f"{where}: no images found", fix=fix_empty)
 
 
-def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
+def _why(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _pillow(cfg: DataConfig) -> None:
+    try:
+        import PIL  # noqa: F401
+    except ImportError as exc:
+        raise DataError(f"data.source {cfg.source} needs Pillow", fix="pip install pillow") from exc
+
+
+def decode_listing(listing: ImageListing, cfg: DataConfig) -> tuple[Raw, str]:
+    """Every image of ``listing`` decoded (resized to ``cfg.input_shape``, uint8 NCHW) into the raw arrays; a file
+    PIL cannot read is skipped and named in ``unreadable``."""
+    _pillow(cfg)
+    out: Raw = {}
+    unreadable: list[str] = []
+    for split, files in listing.splits.items():
+        xs, ys = [], []
+        for f, label in files:
+            try:
+                xs.append(decode(f, cfg.input_shape))
+            except (OSError, ValueError, SyntaxError) as exc:  # missing, truncated, not an image, corrupt header
+                unreadable.append(f"{f}: {_why(exc)}")
+                continue
+            ys.append(label)
+        if not xs:
+            bad = unreadable[len(unreadable) - len(files) :] if files else []
+            raise _none_readable(listing.where[split], len(files), bad, listing.empty_fix)
+        out[f"x_{split}"], out[f"y_{split}"] = np.stack(xs), np.asarray(ys, dtype=np.int64)
+    if listing.classes:
+        out["classes"] = np.asarray(listing.classes)
+    out["unreadable"] = np.asarray(unreadable, dtype=str)
+    return out, listing.origin
+
+
+def readable_listing(listing: ImageListing, cfg: DataConfig) -> tuple[ImageListing, list[str]]:
+    """``listing`` without the files whose header PIL cannot read (for streaming: nothing is decoded), and those
+    files with the reason. A split with no readable file is an error naming one."""
+    _pillow(cfg)
+    from PIL import Image
+
+    splits: dict[str, list[tuple[Path, int]]] = {}
+    unreadable: list[str] = []
+    for split, files in listing.splits.items():
+        kept, bad = [], []
+        for f, label in files:
+            try:
+                with Image.open(f):
+                    pass
+            except (OSError, ValueError, SyntaxError) as exc:
+                bad.append(f"{f}: {_why(exc)}")
+                continue
+            kept.append((f, label))
+        if not kept:
+            raise _none_readable(listing.where[split], len(files), bad, listing.empty_fix)
+        splits[split] = kept
+        unreadable += bad
+    return ImageListing(splits, listing.where, listing.classes, listing.origin, listing.empty_fix), unreadable
+
+
+def list_image_folder(cfg: DataConfig, base: Path) -> ImageListing:
     """``path/train/<class>/*`` and ``path/test/<class>/*`` or, ImageNet-style, ``path/val/<class>/*`` as the test
-    split (where there is no ``test/``); classes sorted by folder name; images resized to input_shape."""
+    split (where there is no ``test/``); classes sorted by folder name."""
     assert cfg.path is not None
     root = cfg.path if cfg.path.is_absolute() else base / cfg.path
     held_out = "test" if (root / "test").is_dir() or not (root / "val").is_dir() else "val"
@@ -115,35 +164,29 @@ def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
                 fix="lay images out as <path>/train/<class>/*.png and <path>/test/<class>/*.png "
                 "(or ImageNet-style <path>/val/<class>/*.JPEG as the test split)",
             )
-    out: Raw = {}
     classes: list[str] | None = None
-    unreadable: list[str] = []
+    splits: dict[str, list[tuple[Path, int]]] = {}
+    where: dict[str, Path] = {}
     for split, folder in (("train", "train"), ("test", held_out)):
-        d = root / folder
+        d = where[split] = root / folder
         names = sorted(p.name for p in d.iterdir() if p.is_dir())
         classes = classes or names
         if names != classes:
             raise DataError(
                 f"{root}: train and {folder} hold different class folders", fix="use the same class folder names"
             )
-        files = [
+        splits[split] = [
             (f, label)
             for label, cls in enumerate(classes)
             for f in sorted((d / cls).iterdir())
             if f.suffix.lower() in IMAGE_SUFFIXES
         ]
-        before = len(unreadable)
-        x, y = _read_images(files, cfg, unreadable)
-        if not len(x):
-            raise _none_readable(d, len(files), unreadable[before:], "add .png/.jpg files under one folder per class")
-        out[f"x_{split}"], out[f"y_{split}"] = x, y
-    out["classes"] = np.asarray(classes or [])
-    out["unreadable"] = np.asarray(unreadable, dtype=str)
     layout = "" if held_out == "test" else ", ImageNet-style: val/ is the test split"
-    return out, f"image-folder ({root}{layout}, classes: {', '.join(classes or [])})"
+    origin = f"image-folder ({root}{layout}, classes: {', '.join(classes or [])})"
+    return ImageListing(splits, where, classes or [], origin, "add .png/.jpg files under one folder per class")
 
 
-def image_list(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
+def list_image_list(cfg: DataConfig, base: Path) -> ImageListing:
     """A CSV file list: columns ``path`` (relative to the CSV's folder, or absolute), ``split`` (``train`` or
     ``test``) and ``label`` (a class name or index; empty everywhere with ``data.labels: teacher``). Class names
     are sorted; labels that are all integers are class indices."""
@@ -183,23 +226,30 @@ def image_list(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
     def label_of(label: str) -> int:
         return -1 if unlabelled else int(label) if numeric else index[label]
 
-    out: Raw = {}
-    unreadable: list[str] = []
-    for split in ("train", "test"):
-        files = [
+    splits = {
+        split: [
             (Path(file) if Path(file).is_absolute() else path.parent / file, label_of(label))
             for _, file, s, label in rows
             if s == split
         ]
-        before = len(unreadable)
-        x, y = _read_images(files, cfg, unreadable)
-        if not len(x):
-            raise _none_readable(path, len(files), unreadable[before:], f"list {split} images in {path} (split column)")
-        out[f"x_{split}"], out[f"y_{split}"] = x, y
-    if classes:
-        out["classes"] = np.asarray(classes)
-    out["unreadable"] = np.asarray(unreadable, dtype=str)
-    return out, f"image-list ({path}{', classes: ' + ', '.join(classes) if classes else ''})"
+        for split in ("train", "test")
+    }
+    origin = f"image-list ({path}{', classes: ' + ', '.join(classes) if classes else ''})"
+    return ImageListing(splits, {"train": path, "test": path}, classes, origin, f"list the images in {path}")
+
+
+LISTINGS: dict[str, Callable[[DataConfig, Path], ImageListing]] = {
+    "image-folder": list_image_folder,
+    "image-list": list_image_list,
+}
+
+
+def image_folder(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
+    return decode_listing(list_image_folder(cfg, base), cfg)
+
+
+def image_list(cfg: DataConfig, base: Path) -> tuple[Raw, str]:
+    return decode_listing(list_image_list(cfg, base), cfg)
 
 
 def from_callable(cfg: DataConfig, base: Path) -> tuple[Raw, str]:

@@ -24,6 +24,7 @@ from edgekd.core.device import AMP, module_device, on_device
 from edgekd.core.errors import TrainingError
 from edgekd.data.augment import randaugment, random_crop_flip, random_resized_crop
 from edgekd.data.dataset import Split
+from edgekd.data.stream import batches, is_streamed
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
@@ -214,9 +215,13 @@ def _train(
         progress.start(f"epoch {epoch + 1}/{settings.epochs}", steps_per_epoch)
         sums: dict[str, float] = {}
         seen = 0
-        for step in range(steps_per_epoch):
-            idx = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-            x, y = data.x[idx], data.y[idx]
+        steps = [
+            order[step * settings.batch_size : (step + 1) * settings.batch_size] for step in range(steps_per_epoch)
+        ]
+        streamed = batches(data.x, steps, data.x.workers) if is_streamed(data.x) else None  # type: ignore[attr-defined]
+        for step, idx in enumerate(steps):
+            x = next(streamed) if streamed is not None else data.x[idx]  # streamed: decoded ahead by the workers
+            y = data.y[idx]
             if settings.augment:
                 x = augment_batch(x, settings, gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -342,6 +347,9 @@ def _digest(tensors: list[torch.Tensor]) -> str:
 
     h = hashlib.sha256()
     for t in tensors:
+        if is_streamed(t):  # named by its files, not decoded
+            h.update(t.sha256().encode())  # type: ignore[attr-defined]
+            continue
         h.update(str((t.dtype, tuple(t.shape))).encode())
         h.update(t.detach().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()

@@ -58,7 +58,7 @@ def subset(train: Split, fraction: float, seed: int) -> Split:
         return train
     g = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(train), generator=g)[: max(1, round(len(train) * fraction))]
-    return Split(train.x[keep], train.y[keep])
+    return train.subset(keep)
 
 
 def recover(

@@ -25,7 +25,6 @@ from torch import nn
 from edgekd.core.device import describe
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema import Strict, did_you_mean
-from edgekd.data.dataset import Split
 from edgekd.document.model import Section
 from edgekd.models.count import count_params
 from edgekd.pipeline.context import Context
@@ -38,6 +37,7 @@ from edgekd.train.loss_config import validate_loss
 from edgekd.train.losses import TERMS, Term
 from edgekd.train.objective import Recipe, fit
 from edgekd.train.pairing import attention_heads, check_layer, projections
+from edgekd.train.recovery import subset
 
 
 class Optimizer(Strict):
@@ -239,11 +239,7 @@ class Distill(Pass):
             if metrics["inherited"]["copied"] + metrics["inherited"]["sliced"] == 0:
                 ctx.note("distill.init inherit: no teacher tensor fits the student; it stays randomly initialised")
 
-        train_split = ctx.data.train
-        if fraction < 1:
-            g = torch.Generator().manual_seed(seed)
-            keep = torch.randperm(len(train_split), generator=g)[: max(1, round(len(train_split) * fraction))]
-            train_split = Split(train_split.x[keep], train_split.y[keep])
+        train_split = subset(ctx.data.train, fraction, seed)
 
         recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp, min(ctx.data.input_shape[1:]), text)
         if c.nproc > 1 or c.nnodes > 1:

@@ -27,7 +27,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from edgekd.backends.base import BACKENDS, backend_for_runtime, int8_scheme
+from edgekd.backends.base import BACKENDS, backend_for_runtime, int8_scheme, predict_in_chunks
 from edgekd.backends.base import accuracy as artifact_accuracy
 from edgekd.backends.onnx.lower import embed_preprocessing, export_onnx
 from edgekd.backends.onnx.quantize import quantize_dynamic_onnx, quantize_static_onnx
@@ -440,8 +440,8 @@ def _agreement(
     sim.module.eval()
     with torch.no_grad():
         simulated = torch.cat([sim.module(x[i : i + 256]) for i in range(0, len(x), 256)])
-    deployed = torch.from_numpy(OrtModel(int8, threads).predict(x.numpy()))
-    graph = torch.from_numpy(OrtModel(int8, threads, optimize=False).predict(x.numpy()))
+    deployed = torch.from_numpy(predict_in_chunks(OrtModel(int8, threads), x))
+    graph = torch.from_numpy(predict_in_chunks(OrtModel(int8, threads, optimize=False), x))
     return {
         "compared": True,
         "split": "val",
