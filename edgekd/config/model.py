@@ -96,6 +96,12 @@ class DataConfig(Strict):
         default="given", description="teacher: the data is unlabelled; training uses the teacher's predictions"
     )
     fraction: float = Field(default=1.0, gt=0, le=1, description="random share of the training split used to train")
+    resize: int | None = Field(
+        default=None,
+        ge=1,
+        description="image-folder / image-list: resize the shorter side to this (aspect kept), then center-crop "
+        "to input_shape (ImageNet: 256 for 224); unset: stretch to input_shape",
+    )
     stream: bool | Literal["auto"] = Field(
         default="auto",
         description="image-folder / image-list: read images from disk per batch instead of holding them in memory "
@@ -126,6 +132,13 @@ class DataConfig(Strict):
         if self.source in ("npz", "image-folder", "image-list") and self.path is None:
             what = {"npz": "the .npz file", "image-folder": "the folder", "image-list": "the CSV file list"}
             raise ValueError(f"source {self.source!r} needs path: ({what[self.source]})")
+        if self.resize is not None and self.source not in ("image-folder", "image-list"):
+            raise ValueError(f"resize applies to image files (image-folder, image-list), not source {self.source!r}")
+        if self.resize is not None and self.resize < max(self.input_shape[1:]):
+            raise ValueError(
+                f"resize {self.resize} is smaller than the crop {list(self.input_shape[1:])} of input_shape: "
+                "give resize >= the input's height and width"
+            )
         if self.stream is True and self.source not in ("image-folder", "image-list"):
             raise ValueError(f"stream: true reads image files from disk; source {self.source!r} is held in memory "
                              "(stream image-folder or image-list sources)")  # fmt: skip

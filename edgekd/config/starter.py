@@ -46,6 +46,7 @@ data:
   #   mean: [0.485, 0.456, 0.406]
   #   std: [0.229, 0.224, 0.225]
   # labels: teacher          # unlabelled images: the teacher labels every split (accuracy = agreement with it)
+  # resize: 256              # image files: shorter side to 256 (aspect kept), then the centre input_shape crop
 
 # INT8 calibration images, taken from the training split (never the test split).
 calibration:

@@ -85,7 +85,7 @@ def load_data(
         pixels, sampled = raw["x_train"], ""
         if streamed:  # a seeded sample of the training files, decoded once
             pick = np.random.default_rng(seed).permutation(len(pixels))[:NORMALIZE_SAMPLE]
-            pixels = np.stack([decode(Path(p), cfg.input_shape) for p in pixels[np.sort(pick)]])
+            pixels = np.stack([decode(Path(p), cfg.input_shape, cfg.resize) for p in pixels[np.sort(pick)]])
             sampled = f" ({len(pick)} images drawn with data seed {seed})"
         x = pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 1.0)
         mean = [float(v) for v in x.mean(axis=(0, 2, 3))]
@@ -118,7 +118,7 @@ def load_data(
     def split(x: np.ndarray, y: np.ndarray) -> Split:
         labels = torch.from_numpy(y.astype(np.int64))
         if streamed:
-            return Split(ImageFiles([Path(p) for p in x], cfg.input_shape, mean, std, cfg.workers), labels)
+            return Split(ImageFiles([Path(p) for p in x], cfg.input_shape, mean, std, cfg.workers, cfg.resize), labels)
         return Split(to_float(x, mean, std), labels)
 
     if "subset" in origin:

@@ -31,8 +31,14 @@ def describe_preprocessing(
     c, h, w = cfg.input_shape
     pixels = "uint8 in 0..255, divided by 255" if np.issubdtype(raw_dtype, np.integer) else "float in [0, 1] as given"
     resize = None
-    if cfg.source in ("image-folder", "image-list"):
+    if cfg.source in ("image-folder", "image-list") and cfg.resize is None:
         resize = {"size": [h, w], "method": "PIL Image.resize (bicubic), aspect ratio not kept", "crop": None}
+    elif cfg.source in ("image-folder", "image-list"):
+        resize = {
+            "shorter_side": cfg.resize,
+            "method": "PIL Image.resize (bicubic), aspect ratio kept",
+            "crop": {"center": [h, w]},
+        }
     return {
         "format": FORMAT,
         "version": VERSION,

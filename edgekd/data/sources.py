@@ -111,7 +111,7 @@ def decode_listing(listing: ImageListing, cfg: DataConfig) -> tuple[Raw, str]:
         xs, ys = [], []
         for f, label in files:
             try:
-                xs.append(decode(f, cfg.input_shape))
+                xs.append(decode(f, cfg.input_shape, cfg.resize))
             except (OSError, ValueError, SyntaxError) as exc:  # missing, truncated, not an image, corrupt header
                 unreadable.append(f"{f}: {_why(exc)}")
                 continue

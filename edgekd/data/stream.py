@@ -22,14 +22,24 @@ import torch
 from edgekd.core.errors import DataError
 
 
-def decode(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """One image file as (C, H, W) uint8, converted to gray or RGB and resized to ``shape`` (PIL's resize, the
-    same as the in-memory sources)."""
+def decode(path: Path, shape: tuple[int, int, int], resize: int | None = None) -> np.ndarray:
+    """One image file as (C, H, W) uint8, converted to gray or RGB and brought to ``shape`` by PIL (bicubic):
+    without ``resize`` stretched to H x W; with it, its shorter side resized to ``resize`` (aspect ratio kept)
+    and the centre H x W cut out (the usual ImageNet evaluation preprocessing). Both sources, in memory and
+    streamed, decode through here."""
     from PIL import Image
 
     c, h, w = shape
     with Image.open(path) as opened:
-        img = opened.convert("L" if c == 1 else "RGB").resize((w, h))
+        img = opened.convert("L" if c == 1 else "RGB")
+        if resize is None:
+            img = img.resize((w, h), Image.Resampling.BICUBIC)
+        else:
+            scale = resize / min(img.width, img.height)
+            size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
+            img = img.resize(size, Image.Resampling.BICUBIC)
+            left, top = round((size[0] - w) / 2), round((size[1] - h) / 2)
+            img = img.crop((left, top, left + w, top + h))
     a = np.asarray(img, dtype=np.uint8)
     return a[None] if c == 1 else a.transpose(2, 0, 1)
 
@@ -48,12 +58,14 @@ class ImageFiles:
         mean: Sequence[float],
         std: Sequence[float],
         workers: int = 0,
+        resize: int | None = None,
     ) -> None:
         self.files = [Path(f) for f in files]
         self.sample_shape = tuple(int(v) for v in shape)
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
         self.workers = workers
+        self.resize = resize
 
     @property
     def shape(self) -> torch.Size:
@@ -97,7 +109,7 @@ class ImageFiles:
 
     def _decode(self, path: Path) -> np.ndarray:
         try:
-            return decode(path, self.sample_shape)  # type: ignore[arg-type]
+            return decode(path, self.sample_shape, self.resize)  # type: ignore[arg-type]
         except (OSError, ValueError, SyntaxError) as exc:
             raise DataError(
                 f"{path}: cannot be read while streaming ({str(exc).splitlines()[0] if str(exc) else exc!r})",
@@ -108,8 +120,8 @@ class ImageFiles:
         """The files at ``key`` (slice, index list or tensor, boolean mask), nothing decoded."""
         if isinstance(key, torch.Tensor) and key.dtype == torch.bool:
             key = key.nonzero().flatten()
-        return ImageFiles([self.files[i] for i in self._positions(key)], self.sample_shape, self.mean, self.std,
-                          self.workers)  # fmt: skip
+        files = [self.files[i] for i in self._positions(key)]
+        return ImageFiles(files, self.sample_shape, self.mean, self.std, self.workers, self.resize)
 
     def numpy(self) -> np.ndarray:
         """Every image decoded at once (only for callers that need the whole array; prefer chunks)."""
@@ -118,7 +130,7 @@ class ImageFiles:
     def update_digest(self, digest: Any) -> None:
         """Name the images without decoding them: each file's path, size and modification time, and the
         normalisation."""
-        digest.update(str((self.sample_shape, self.mean, self.std)).encode())
+        digest.update(str((self.sample_shape, self.mean, self.std, self.resize)).encode())
         for f in self.files:
             st = os.stat(f)
             digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -153,7 +165,7 @@ def batches(images: ImageFiles, order: Sequence[Sequence[int]], workers: int) ->
     """The decoded batches of ``images`` at the index lists ``order``, in that order: a DataLoader with
     ``workers`` worker processes decoding ahead of the consumer (0: in this process)."""
     loader = torch.utils.data.DataLoader(
-        _Batches(ImageFiles(images.files, images.sample_shape, images.mean, images.std, 0)),
+        _Batches(ImageFiles(images.files, images.sample_shape, images.mean, images.std, 0, images.resize)),
         batch_sampler=[list(map(int, b)) for b in order],
         num_workers=workers,
         collate_fn=_as_is,

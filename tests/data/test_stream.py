@@ -50,9 +50,9 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real = stream_module.decode
 
-    def counting(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    def counting(path: Path, shape: tuple[int, int, int], resize: int | None = None) -> np.ndarray:
         seen.append(path)
-        return real(path, shape)
+        return real(path, shape, resize)
 
     for module in (stream_module, sources_module, data_module):
         monkeypatch.setattr(module, "decode", counting)
@@ -152,3 +152,37 @@ def test_a_streamed_compile_trains_the_same_student_as_in_memory(tmp_path: Path,
         out[mode] = (res["student"]["distill"]["val_accuracy"], res["artifacts"]["onnx_int8"]["accuracy"], onnx)
         assert res["data"]["streamed"] is stream
     assert out["disk"] == out["memory"]
+
+
+def test_resize_keeps_the_aspect_ratio_and_cuts_the_centre(tmp_path: Path) -> None:
+    """data.resize: the shorter side to 16, then the centre 12 x 12, in memory and streamed alike."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, (20, 40, 3), dtype=np.uint8)  # 40 wide, 20 high
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.fromarray(pixels).save(tmp_path / split / "a" / "0.png")
+    want = Image.fromarray(pixels).resize((32, 16), Image.Resampling.BICUBIC).crop((10, 2, 22, 14))
+    want_x = np.asarray(want, dtype=np.float32).transpose(2, 0, 1) / 255
+    for stream in (False, True):
+        cfg = DataConfig.model_validate({"source": "image-folder", "path": tmp_path, "input_shape": (3, 12, 12),
+                                         "num_classes": 2, "val_fraction": 0.0, "resize": 16, "stream": stream,
+                                         "normalize": {"mean": [0, 0, 0], "std": [1, 1, 1]}})  # fmt: skip
+        b = load_data(cfg, CalibrationConfig(samples=1), tmp_path)
+        assert np.allclose(b.test.x[:].numpy()[0], want_x, atol=1e-6)
+        assert b.preprocessing["resize"] == {"shorter_side": 16, "method": "PIL Image.resize (bicubic), aspect ratio "
+                                             "kept", "crop": {"center": [12, 12]}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"source": "image-folder", "path": "x", "input_shape": (3, 224, 224), "resize": 200},
+         r"resize 200 is smaller than the crop \[224, 224\]"),
+        ({"source": "npz", "path": "x.npz", "resize": 32}, "resize applies to image files"),
+    ],
+)  # fmt: skip
+def test_bad_resize_is_refused(data: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DataConfig.model_validate(data)
