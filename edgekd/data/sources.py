@@ -170,6 +170,14 @@ def list_image_folder(cfg: DataConfig, base: Path) -> ImageListing:
     for split, folder in (("train", "train"), ("test", held_out)):
         d = where[split] = root / folder
         names = sorted(p.name for p in d.iterdir() if p.is_dir())
+        if not names and cfg.labels == "teacher":  # unlabelled: the images lie in the split folder itself
+            splits[split] = [(f, -1) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+            continue
+        if not names and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
+            raise DataError(
+                f"{d}: images but no class folders",
+                fix="put each class's images in <split>/<class>/, or set data.labels: teacher for unlabelled images",
+            )
         classes = classes or names
         if names != classes:
             raise DataError(
@@ -182,7 +190,8 @@ def list_image_folder(cfg: DataConfig, base: Path) -> ImageListing:
             if f.suffix.lower() in IMAGE_SUFFIXES
         ]
     layout = "" if held_out == "test" else ", ImageNet-style: val/ is the test split"
-    origin = f"image-folder ({root}{layout}, classes: {', '.join(classes or [])})"
+    named = f"classes: {', '.join(classes)}" if classes else "no class folders: unlabelled"
+    origin = f"image-folder ({root}{layout}, {named})"
     return ImageListing(splits, where, classes or [], origin, "add .png/.jpg files under one folder per class")
 
 

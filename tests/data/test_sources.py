@@ -142,6 +142,24 @@ def test_imagenet_style_folder_takes_val_as_the_test_split(tmp_path: Path) -> No
     assert "val/<class>" in e.value.fix
 
 
+def test_an_unlabelled_folder_of_images_is_read_with_teacher_labels(tmp_path: Path) -> None:
+    _folder(tmp_path)
+    for split in ("train", "test"):  # flatten: the images straight in train/ and test/
+        for f in list((tmp_path / split).rglob("*.png")):
+            f.rename(tmp_path / split / f"{f.parent.name}-{f.name}")
+        for d in ("cat", "dog"):
+            (tmp_path / split / d).rmdir()
+    cfg = _cfg(source="image-folder", path=tmp_path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0)
+    with pytest.raises(DataError, match="train: images but no class folders") as e:
+        load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert "data.labels: teacher" in e.value.fix
+    cfg = _cfg(source="image-folder", path=tmp_path, input_shape=(3, 8, 8), num_classes=2, val_fraction=0.0,
+               labels="teacher")  # fmt: skip
+    b = load_data(cfg, CalibrationConfig(samples=2), tmp_path)
+    assert b.unlabelled and len(b.train) == 6 and b.test.y.tolist() == [-1] * 6
+    assert "no class folders: unlabelled" in b.source
+
+
 def _image_list(root: Path, rows: list[str]) -> Path:
     _folder(root / "img")
     (root / "list.csv").write_text("path,split,label\n" + "\n".join(rows) + "\n")
