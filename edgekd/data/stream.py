@@ -182,3 +182,20 @@ def chunks(x: Any, size: int = 512) -> Iterator[Any]:
 
 def is_streamed(x: Any) -> bool:
     return isinstance(x, ImageFiles)
+
+
+def to_plain(x: Any) -> Any:
+    """``x`` as ``torch.load(weights_only=True)`` reads it back (for the DDP job file): a tensor as it is,
+    streamed images as a dict of their file list and decoding settings."""
+    if not is_streamed(x):
+        return x
+    return {"image_files": [str(f) for f in x.files], "shape": list(x.sample_shape), "mean": x.mean, "std": x.std,
+            "workers": x.workers, "resize": x.resize}  # fmt: skip
+
+
+def from_plain(x: Any) -> Any:
+    """The inverse of :func:`to_plain`."""
+    if isinstance(x, dict) and "image_files" in x:
+        return ImageFiles([Path(f) for f in x["image_files"]], tuple(x["shape"]), x["mean"], x["std"], x["workers"],
+                          x["resize"])  # fmt: skip
+    return x

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from edgekd.config.model import ModelSpec
 from edgekd.core.errors import ConfigError, EdgekdError, TrainingError
 from edgekd.data.dataset import Split
+from edgekd.data.stream import from_plain, to_plain
 from edgekd.train.loop import TrainHistory, TrainSettings
 from edgekd.train.objective import Recipe, fit
 
@@ -74,8 +75,8 @@ def _worker(folder: Path) -> None:
     job["recipe"] = Recipe(**{**job["recipe"], "settings": TrainSettings(**job["recipe"]["settings"])})
     job["teacher_spec"] = ModelSpec.model_validate(job["teacher_spec"])
     job["student_spec"] = ModelSpec.model_validate(job["student_spec"])
-    job["data"] = Split(*job["data"])
-    job["val"] = Split(*job["val"]) if job["val"] is not None else None
+    job["data"] = Split(from_plain(job["data"][0]), job["data"][1])
+    job["val"] = Split(from_plain(job["val"][0]), job["val"][1]) if job["val"] is not None else None
     recipe: Recipe = job["recipe"]
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = rank_device(recipe.settings.device, local_rank)
@@ -154,8 +155,8 @@ def fit_distributed(
         "teacher_state": teacher_state,
         "student_spec": student_spec.model_dump(mode="json"),
         "student_state": student_state,
-        "data": (data.x, data.y),
-        "val": (val.x, val.y) if val is not None else None,
+        "data": (to_plain(data.x), data.y),  # streamed images travel as their file list
+        "val": (to_plain(val.x), val.y) if val is not None else None,
         "events_path": str(events_path) if events_path else None,
         "quiet": quiet,
         "threads": torch.get_num_threads(),

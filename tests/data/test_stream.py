@@ -186,3 +186,23 @@ def test_resize_keeps_the_aspect_ratio_and_cuts_the_centre(tmp_path: Path) -> No
 def test_bad_resize_is_refused(data: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DataConfig.model_validate(data)
+
+
+def test_two_processes_train_on_a_streamed_folder(tmp_path: Path, folder: Path) -> None:
+    """DDP ranks get the file list (not the images) and each decodes its own shard's batches."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    data = {"source": "image-folder", "path": str(folder), "input_shape": [1, 28, 28], "num_classes": 10,
+            "normalize": NORMALIZE, "stream": True, "workers": 1}  # fmt: skip
+    cfg = tiny_config(tmp_path, data=data, passes=[{"distill": {"epochs": 1, "batch_size": 32}}])
+    cmd = [sys.executable, "-m", "edgekd", "compile", str(write_config(tmp_path, cfg)), "--out",
+           str(tmp_path / "runs"), "--nproc", "2", "--json", "-q"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["data"]["streamed"] is True and res["student"]["distill"]["distributed"]["processes"] == 2
+    assert res["student"]["distill"]["distributed"]["max_weight_difference_between_ranks"] < 1e-6
