@@ -7,8 +7,7 @@ into ``runs/streaming-folder/{train,test}/<class>/``, then compiles the same tin
 (3 channels, stem stride 4, one distill epoch, then ONNX lowering) from that folder at ``--size``² (PIL
 converts to RGB and resizes, so the decoded float32 images take ``N x 3 x size x size x 4`` bytes) once in
 memory and once streamed per ``--workers`` value, each in a fresh process, one after the other. Per run: peak
-resident memory of the compile process and of its largest child (DataLoader workers, the latency runner;
-``getrusage``), seconds per pass
+resident memory of the compile process (``getrusage``; DataLoader workers are forks, not counted), seconds per pass
 (``baseline`` loads the data and scores the teacher), and whether the student's ONNX file is byte-identical to
 the in-memory one. Writes ``benchmarks/results/streaming.json``.
 """
@@ -67,7 +66,9 @@ def one(mode: str, size: int, workers: int, work: Path) -> dict:
     import edgekd
     from edgekd.models import zoo
 
-    work.mkdir(parents=True, exist_ok=True)
+    if work.exists():
+        shutil.rmtree(work)  # a fresh compile: no pass may come from the cache of an earlier run
+    work.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(zoo.build("resnet", NET).state_dict(), work / "teacher.pt")
     cfg = {
@@ -86,13 +87,14 @@ def one(mode: str, size: int, workers: int, work: Path) -> dict:
     r = edgekd.compile(work / "model.yaml", target="x86-cpu", out=work / "runs", quiet=True)
     wall = time.perf_counter() - start
     res = json.loads(r.result_path.read_text())
+    if any(p["status"] != "ran" for p in res["passes"]):
+        raise SystemExit(f"{mode}: a pass did not run ({[p['status'] for p in res['passes']]}): not a fresh compile")
     onnx = hashlib.sha256((r.run_dir / "student.onnx").read_bytes()).hexdigest()
     seconds = {p["pass"]: p["seconds"] for p in res["passes"]}  # baseline: data loading and the teacher's accuracy
     return {
         "mode": mode,
         "workers": workers if mode == "stream" else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "compile_seconds": round(wall, 1),
         "distill_seconds": res["student"]["distill"]["seconds"],
         "pass_seconds": seconds,
@@ -132,6 +134,8 @@ def main() -> None:
         "command": "python benchmarks/streaming.py " + " ".join(sys.argv[1:]),
         "host": {"machine": platform.machine(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d"),
+        "note": "one run per mode, one after the other; peak_rss_mb is the compile process alone (DataLoader "
+        "workers are forked processes sharing its pages)",
         "data": {**data, "input_shape": [3, args.size, args.size], "decoded_float32_gb": round(decoded_gb, 2)},
         "runs": runs,
         "ratios": {
