@@ -208,8 +208,8 @@ class ModelConfig(Strict):
         if self.data.source == "text" and not text_teacher:
             raise ValueError("data.source text needs a text teacher: teacher.arch hf with teacher.path")
         if self.student is not None and self.student.arch in ("hf", "shrink"):
-            if not text_teacher:
-                raise ValueError(f"student.arch {self.student.arch} is made from a text teacher (teacher.arch hf)")
+            if not text_teacher and self.student.arch == "hf":
+                raise ValueError("student.arch hf is made from a text teacher (teacher.arch hf)")
             if self.student.checkpoint is not None and self.student.arch == "shrink":
                 raise ValueError("student.arch shrink inherits the teacher's weights: leave student.checkpoint out")
         return self

@@ -14,6 +14,7 @@ from edgekd.core.errors import ModelError
 from edgekd.core.schema import did_you_mean
 from edgekd.models import zoo
 from edgekd.models.taps import NAMED
+from edgekd.models.text import is_text
 
 #: architectures of text models: a Hugging Face folder (or config) and the teacher's own layers
 TEXT_ARCHS = ("hf", "shrink")
@@ -75,6 +76,8 @@ def build(spec: ModelSpec, key: str, teacher: nn.Module | None = None, base_dir:
     """Instantiate ``spec.arch`` with ``spec.params``; ``key`` (teacher/student) names it in errors. With
     ``spec.output`` the model is wrapped in :class:`Logits`. Text models (``hf``, ``shrink``): a teacher loads its
     folder (``spec.path``, relative to ``base_dir``); a student is made from ``teacher``."""
+    if spec.arch == "shrink" and key != "teacher" and teacher is not None and not is_text(teacher):
+        return _shrink_image(spec, key, teacher)
     if spec.arch in TEXT_ARCHS:
         return _build_text(spec, key, teacher, base_dir)
     try:
@@ -107,6 +110,19 @@ def build(spec: ModelSpec, key: str, teacher: nn.Module | None = None, base_dir:
             f"{key}: cannot build {spec.arch} with params {spec.params}: {exc}",
             fix=f"check {key}.params (and {key}.shapes) against the {spec.arch} builder's arguments",
         ) from exc
+
+
+def _shrink_image(spec: ModelSpec, key: str, teacher: nn.Module) -> nn.Module:
+    """An image teacher's own architecture, narrowed and shallower (:mod:`edgekd.models.shrink_image`); a pruned
+    one takes its layer shapes after."""
+    from edgekd.models.shrink_image import shrink_image
+
+    model = shrink_image(teacher, dict(spec.params), key)
+    if spec.shapes:
+        from edgekd.models.shapes import apply_shapes
+
+        apply_shapes(model, spec.shapes)
+    return model
 
 
 def _build_text(spec: ModelSpec, key: str, teacher: nn.Module | None, base_dir: Path | None) -> nn.Module:

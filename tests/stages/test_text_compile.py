@@ -192,6 +192,7 @@ def test_text_students_are_searched_in_the_teachers_own_shrink_space(tmp_path, t
     ("search", "match"),
     [
         ({}, "searched in space type text-shrink"),
+        ({"space": {"type": "shrink"}}, "searched in space type text-shrink .*, not shrink"),
         ({"space": {"type": "text-shrink"}, "proxy": "diswot"}, "diswot scores image models"),
     ],
 )

@@ -6,6 +6,7 @@ space: {type: resnet, blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16
 space: {type: mobilenet, depths: [[1, 2], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 24], [24, 32, 48]],
         expand: [[1, 3, 6], [3, 6], [3, 6]], kernel: [[3, 5], [3, 5], [3, 5]]}
 space: {type: text-shrink, layers: [1, 2, 3], intermediate_size: [384, 768, 1536], heads: [6, 12]}   # text teachers
+space: {type: shrink, widths: [25, 50, 75, 100], max_drop: 2}   # an image teacher's own stages, narrowed
 ```
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import random
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, PrivateAttr, Tag, model_validator
 
 from edgekd.core.schema import Strict
 from edgekd.models.zoo.staged import downsampling_for
@@ -203,6 +204,63 @@ class TextShrinkSpace(_Space):
         return out
 
 
+class ShrinkSpace(_Space):
+    """An image teacher shrunk (``student.arch: shrink``, :mod:`edgekd.models.shrink_image`): per stage of the
+    teacher, the share of its channels kept (``widths``, percent) and how many of its removable repeated blocks
+    are dropped (up to ``max_drop``; ``drop: false`` keeps them all). Every candidate inherits the teacher's
+    weights. The genes depend on the teacher, so the search binds the space to it (:meth:`bind`) first."""
+
+    arch: ClassVar[str] = "shrink"
+    type: Literal["shrink"]
+    widths: list[int] = Field(default_factory=lambda: [25, 50, 75, 100], min_length=1)
+    drop: bool = True
+    max_drop: int | None = Field(default=None, ge=0, description="at most this many blocks dropped per stage")
+    round_to: int | None = Field(default=None, ge=1, description="channel counts rounded to a multiple of this")
+    _removable: list[int] | None = PrivateAttr(default=None)
+    _input_shape: list[int] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _percent(self) -> ShrinkSpace:
+        if any(not 1 <= w <= 100 for w in self.widths):
+            raise ValueError("widths: percentages of the teacher's channels kept, each in 1..100")
+        return self
+
+    def bind(self, removable_per_stage: list[int], input_shape: list[int]) -> None:
+        """The teacher's stages (how many blocks each can drop) and the input shape the candidates trace with."""
+        self._removable = list(removable_per_stage)
+        self._input_shape = list(input_shape)
+
+    def _bound(self) -> list[int]:
+        if self._removable is None:
+            raise ValueError("a shrink space is bound to its teacher (ShrinkSpace.bind) before it has genes")
+        return self._removable
+
+    def genes(self) -> list[list[int]]:
+        widths = sorted(set(self.widths))
+        drops = [
+            list(range(min(n, self.max_drop if self.max_drop is not None else n) + 1)) if self.drop else [0]
+            for n in self._bound()
+        ]
+        return [widths] * len(self._bound()) + drops
+
+    def params(
+        self, cand: Candidate, in_channels: int, num_classes: int, input_size: int | None = None
+    ) -> dict[str, Any]:
+        n = len(self._bound())
+        out: dict[str, Any] = {
+            "input_shape": self._input_shape,
+            "widths": [w / 100 for w in cand[:n]],
+            "drop": list(cand[n : 2 * n]),
+        }
+        if self.round_to:
+            out["round_to"] = self.round_to
+        return out
+
+    def describe(self, cand: Candidate) -> str:
+        n = len(self._bound())
+        return f"widths={','.join(f'{w}%' for w in cand[:n])} drop={','.join(map(str, cand[n:]))}"
+
+
 def _space_type(v: Any) -> str:
     return str((v.get("type") if isinstance(v, dict) else getattr(v, "type", None)) or "resnet")
 
@@ -211,7 +269,8 @@ def _space_type(v: Any) -> str:
 SearchSpace = Annotated[
     Annotated[ResNetSpace, Tag("resnet")]
     | Annotated[MobileNetSpace, Tag("mobilenet")]
-    | Annotated[TextShrinkSpace, Tag("text-shrink")],
+    | Annotated[TextShrinkSpace, Tag("text-shrink")]
+    | Annotated[ShrinkSpace, Tag("shrink")],
     Discriminator(_space_type),
 ]
-Space = ResNetSpace | MobileNetSpace | TextShrinkSpace
+Space = ResNetSpace | MobileNetSpace | TextShrinkSpace | ShrinkSpace

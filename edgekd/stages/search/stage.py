@@ -39,13 +39,14 @@ from edgekd.document.model import Section
 from edgekd.latency.search_latency import candidate_latency
 from edgekd.models.build import build
 from edgekd.models.count import count_macs, count_params
+from edgekd.models.shrink_image import anatomy
 from edgekd.models.text import is_text
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.search.evolution import Evaluated, aging_evolution, pareto
 from edgekd.stages.search.proxies import PROXIES, TEXT_PROXIES, ProbeBatch, build_seeded, score
 from edgekd.stages.search.report import search_section
-from edgekd.stages.search.space import ResNetSpace, SearchSpace, Space, TextShrinkSpace
+from edgekd.stages.search.space import ResNetSpace, SearchSpace, ShrinkSpace, Space, TextShrinkSpace
 
 
 class Budget(Strict):
@@ -205,6 +206,11 @@ class Search(Pass):
             ProbeBatch(ctx.data.train.x[idx], ctx.data.train.y[idx], k)
             for idx in order[: c.batches * c.batch_size].split(c.batch_size)
         ]
+        teacher_anatomy = None
+        if isinstance(c.space, ShrinkSpace):  # its genes are the teacher's stages and removable blocks
+            body = anatomy(ctx.teacher, batches[0].x[:1])
+            c.space.bind([len(r) for r in body.removable], list(shape))
+            teacher_anatomy = body.describe()
         rejected = {"params": 0, "macs": 0, "latency_ms": 0}
         # what a candidate is (its params and size, whatever the budget), its latency once measured and its score
         # once it met a budget; the module itself is rebuilt (seeded, so identical) when it is timed or scored
@@ -293,6 +299,7 @@ class Search(Pass):
             "space": c.space.type,
             "arch": c.space.arch,
             "space_size": c.space.size(),
+            "teacher_anatomy": teacher_anatomy,
             "budget": c.budget.model_dump(),
             "latency": lat.describe if measure else None,
             "latency_source": lat.source,
