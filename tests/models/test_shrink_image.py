@@ -200,3 +200,23 @@ def test_a_compile_searches_the_teachers_own_shrink_space_and_lowers_the_student
     assert res["student"]["arch"] == "shrink" and res["student"]["params"] == chosen["params"]
     for name in ("onnx", "onnx_int8", "tflite_fp32", "tflite_int8"):
         assert res["lower"]["artifacts"][name]["parity"]["passed"], name
+
+
+def test_a_pruned_shrink_student_is_rebuilt_from_its_layer_shapes() -> None:
+    """After the prune pass a shrink student's spec carries its pruned layer shapes; rebuilding it (distributed
+    ranks, the pass cache) cuts the teacher again and then takes those shapes, so the pruned weights load."""
+    from edgekd.models.shapes import changed_shapes, layer_shapes
+    from edgekd.stages.prune.channels import ChannelPruner
+
+    teacher = _resnet()
+    params = {"input_shape": [1, 28, 28], "widths": 0.5, "drop": 1}
+    student = build(ModelSpec(arch="shrink", params=params), "student", teacher=teacher)
+    before = layer_shapes(student)
+    ChannelPruner(student, torch.zeros(1, 1, 28, 28), ratio=0.3, steps=1, ignored=[student.fc]).step()
+    shapes = changed_shapes(before, layer_shapes(student))
+    assert shapes  # pruning changed some layers
+    again = build(ModelSpec(arch="shrink", params=params, shapes=shapes), "student", teacher=teacher)
+    again.load_state_dict(student.state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), student.eval()(x))
