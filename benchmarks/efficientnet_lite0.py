@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2, help="LiteRT threads (this host has 2 cores)")
+    ap.add_argument("--result", type=Path, default=OUT, help="the JSON to write (another student: another file)")
     args = ap.parse_args()
     if not (EXAMPLE / "photos.npz").is_file():
         subprocess.run([sys.executable, str(EXAMPLE / "prepare_photos.py")], check=True)
@@ -94,7 +95,8 @@ def main() -> None:
     shape = (3, 224, 224)
     out = {
         "benchmark": "efficientnet_lite0",
-        "command": "python benchmarks/efficientnet_lite0.py " + " ".join(f"--set {s}" for s in args.set),
+        "command": "python benchmarks/efficientnet_lite0.py "
+        + " ".join([*(f"--set '{s}'" for s in args.set), *([f"--result {args.result}"] if args.result != OUT else [])]),
         "host": f"{platform.machine()}, {platform.processor() or 'cpu'}, LiteRT XNNPACK {args.threads} threads",
         "note": "measured on this host's LiteRT: the raspberry-pi-4 target's device is not reachable from here",
         "data": r["data"]["source"],
@@ -123,7 +125,7 @@ def main() -> None:
         "seed": r.get("seed", 0),
         "versions": r["environment"],
     }
-    atomic_write_bytes(OUT, (json.dumps(out, indent=2, default=str) + "\n").encode())
+    atomic_write_bytes(args.result, (json.dumps(out, indent=2, default=str) + "\n").encode())
     print(json.dumps({k: out[k] for k in ("p50_ms", "speedup_int8_vs_teacher_fp32", "fidelity_on_test_photos")},
                      indent=2))  # fmt: skip
 

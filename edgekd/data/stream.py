@@ -77,9 +77,6 @@ class ImageFiles:
     def __repr__(self) -> str:
         return f"ImageFiles({len(self.files)} files, {list(self.sample_shape)})"
 
-    def __getstate__(self) -> dict[str, Any]:  # picklable for DataLoader workers and DDP ranks
-        return dict(self.__dict__)
-
     def _positions(self, key: Any) -> list[int]:
         if isinstance(key, slice):
             return list(range(len(self.files))[key])
