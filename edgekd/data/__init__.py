@@ -9,10 +9,10 @@ import torch
 
 from edgekd.config.model import CalibrationConfig, DataConfig
 from edgekd.core.errors import DataError
-from edgekd.data.dataset import DataBundle, Split, to_float
+from edgekd.data.dataset import DataBundle, Split
 from edgekd.data.preprocessing import describe_preprocessing
 from edgekd.data.sources import FASHION_MNIST_NORMALIZE, KEYS, LISTINGS, SOURCES, Raw, decode_listing, readable_listing
-from edgekd.data.stream import ImageFiles, decode
+from edgekd.data.stream import ImageFiles, decode, to_float
 from edgekd.data.text import TextModel, load_text
 
 __all__ = ["DataBundle", "Split", "TextModel", "load_data"]
@@ -34,11 +34,10 @@ def _check(raw: Raw, cfg: DataConfig, origin: str) -> None:
             raise DataError(
                 f"{origin}: {split} has {len(x)} images but {len(y)} labels", fix="give one label per image"
             )
-        if x.dtype.kind in "UO":  # streamed: file paths, resized to input_shape when decoded
-            pass
-        elif x.ndim == 3:
+        paths = x.dtype.kind in "UO"  # streamed: file paths, brought to input_shape when decoded
+        if not paths and x.ndim == 3:
             raw[f"x_{split}"] = x = x[:, None]
-        if x.dtype.kind not in "UO" and tuple(x.shape[1:]) != tuple(cfg.input_shape):
+        if not paths and tuple(x.shape[1:]) != tuple(cfg.input_shape):
             raise DataError(
                 f"{origin}: {split} images have shape {list(x.shape[1:])} "
                 f"but data.input_shape is {list(cfg.input_shape)}",

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgekd.data.stream import is_streamed
@@ -106,15 +105,3 @@ class DataBundle:
             "streamed": self.streamed,
             **({"truncated": self.truncated} if self.is_text else {}),
         }
-
-
-def to_float(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
-    """uint8 (or float in [0,1]) NCHW images -> normalised float32 tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    scale = x.dtype == torch.uint8
-    x = x.to(torch.float32, copy=True)  # one float copy, then in place: a large split is held once, not thrice
-    if scale:
-        x.div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return x.sub_(m).div_(s)

@@ -15,7 +15,7 @@ import numpy as np
 from edgekd.config.model import DataConfig
 from edgekd.core.errors import DataError
 from edgekd.data.idx import load_mnist_dir
-from edgekd.data.stream import decode
+from edgekd.data.stream import decode, reason
 
 Raw = dict[str, np.ndarray]
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -90,10 +90,6 @@ def _none_readable(where: Path, files: int, bad: list[str], fix_empty: str) -> D
     return DataError(f"{where}: no images found", fix=fix_empty)
 
 
-def _why(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
 def _pillow(cfg: DataConfig) -> None:
     try:
         import PIL  # noqa: F401
@@ -113,7 +109,7 @@ def decode_listing(listing: ImageListing, cfg: DataConfig) -> tuple[Raw, str]:
             try:
                 xs.append(decode(f, cfg.input_shape, cfg.resize))
             except (OSError, ValueError, SyntaxError) as exc:  # missing, truncated, not an image, corrupt header
-                unreadable.append(f"{f}: {_why(exc)}")
+                unreadable.append(f"{f}: {reason(exc)}")
                 continue
             ys.append(label)
         if not xs:
@@ -141,7 +137,7 @@ def readable_listing(listing: ImageListing, cfg: DataConfig) -> tuple[ImageListi
                 with Image.open(f):
                     pass
             except (OSError, ValueError, SyntaxError) as exc:
-                bad.append(f"{f}: {_why(exc)}")
+                bad.append(f"{f}: {reason(exc)}")
                 continue
             kept.append((f, label))
         if not kept:

@@ -22,6 +22,23 @@ import torch
 from edgekd.core.errors import DataError
 
 
+def to_float(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 (or float in [0,1]) NCHW images -> normalised float32 tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    scale = x.dtype == torch.uint8
+    x = x.to(torch.float32, copy=True)  # one float copy, then in place: a large split is held once, not thrice
+    if scale:
+        x.div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def reason(exc: Exception) -> str:
+    """The first line of an exception's message (its type where it has none), for error messages naming files."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def decode(path: Path, shape: tuple[int, int, int], resize: int | None = None) -> np.ndarray:
     """One image file as (C, H, W) uint8, converted to gray or RGB and brought to ``shape`` by PIL (bicubic):
     without ``resize`` stretched to H x W; with it, its shorter side resized to ``resize`` (aspect ratio kept)
@@ -99,17 +116,15 @@ class ImageFiles:
                 arrays = list(pool.map(self._decode, files))
         else:
             arrays = [self._decode(f) for f in files]
-        x = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0, *self.sample_shape), dtype=torch.uint8)
-        m = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        s = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        return (x.float() / 255.0 - m) / s
+        pixels = np.stack(arrays) if arrays else np.zeros((0, *self.sample_shape), dtype=np.uint8)
+        return to_float(pixels, self.mean, self.std)  # normalised as the in-memory splits are
 
     def _decode(self, path: Path) -> np.ndarray:
         try:
             return decode(path, self.sample_shape, self.resize)  # type: ignore[arg-type]
         except (OSError, ValueError, SyntaxError) as exc:
             raise DataError(
-                f"{path}: cannot be read while streaming ({str(exc).splitlines()[0] if str(exc) else exc!r})",
+                f"{path}: cannot be read while streaming ({reason(exc)})",
                 fix="replace or remove the file (it passed the header check when the data was listed)",
             ) from exc
 

@@ -21,6 +21,7 @@ MobileNets, EfficientNet-Lite0, a user's plain ``nn.Sequential``):
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,10 +118,8 @@ def anatomy(model: nn.Module, example: torch.Tensor, key: str = "teacher") -> An
     stage_at: list[int] = []  # per conv call position, its stage
     current: tuple[int, ...] | None = None
     for name, size in conv_out:
-        area = 1
-        for v in size:
-            area *= v
-        if current is None or (area > 1 and area < _area(current)):
+        area = math.prod(size)
+        if current is None or (area > 1 and area < math.prod(current)):
             stages.append([])
             current = size
         stages[-1].append(name)
@@ -144,13 +143,6 @@ def anatomy(model: nn.Module, example: torch.Tensor, key: str = "teacher") -> An
         if not any(other.startswith(name + ".") for other in blocks):  # the innermost: a block, not a stage of them
             removable[stage_at[same_shape[name]]].append(name)
     return Anatomy(stages, removable)
-
-
-def _area(size: tuple[int, ...]) -> int:
-    area = 1
-    for v in size:
-        area *= v
-    return area
 
 
 def _per_stage(value: Any, n: int, name: str, key: str) -> list[Any]:
