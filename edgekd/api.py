@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,16 +372,20 @@ def latency_report(
 
 
 def predict(model: str | Path, target: str | Path | TargetConfig = "x86-cpu", per_layer: int = 5) -> dict[str, Any]:
-    """The latency record of an ONNX file predicted by ``target``'s latency predictor (ProfilingError if none)."""
+    """The latency record of a model file (fp32 or INT8 ONNX, fp32 or INT8 ``.tflite``) predicted by ``target``'s
+    latency predictor of that kind of file (ProfilingError if it has none)."""
     from edgekd.core.errors import ProfilingError
+    from edgekd.latency.predictor.files import file_kind
     from edgekd.latency.predictor.lookup import load_for_target, predictor_path
 
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
-    pred = load_for_target(tgt)
+    kind = file_kind(model)
+    pred = load_for_target(tgt, kind)
     if pred is None:
         raise ProfilingError(
-            f"target {tgt.name} has no latency predictor ({predictor_path(tgt)})",
-            fix=f"build it: edgekd profile --build-predictor --target {tgt.name}",
+            f"target {tgt.name} has no {kind.key} latency predictor ({predictor_path(tgt, kind)}) for {model}",
+            fix=f"build it: edgekd profile --build-predictor --target {tgt.name} --precision {kind.precision}"
+            + ("" if tgt.backends[0] == "tflite" or kind.artifact == "onnx" else " (on a target that ships .tflite)"),
         )
     return pred.predict(model, tgt.profile.batch).to_latency(per_layer)
 
@@ -419,11 +424,15 @@ def build_predictor(
     out: str | Path | None = None,
     seed: int = 0,
     quiet: bool = False,
+    precision: str = "fp32",
 ) -> tuple[Any, Path]:
-    """Measure random calibration models on ``target`` (its SSH device, ``device``, or this host when the target is
-    the host), fit its latency predictor and save it (default: ``<target>.predictor.json`` beside the target file,
-    or the target's ``predictor:`` path). Returns (LatencyPredictor, path)."""
+    """Measure random calibration models on ``target`` (its SSH device, ``device``, or this host when the target
+    runs here), written as the files it ships at ``precision`` (fp32 | int8: fp32 or QDQ INT8 ONNX for ONNX Runtime
+    and TensorRT targets, fp32 or full-INT8 ``.tflite`` for LiteRT targets), fit its latency predictor of that kind
+    and save it (default: ``<target>.predictor.json`` for fp32 ONNX, ``<target>.<kind>.predictor.json`` otherwise,
+    beside the target file, or the target's ``predictor:`` path). Returns (LatencyPredictor, path)."""
     from edgekd.latency.predictor.calibrate import build_predictor as build
+    from edgekd.latency.predictor.files import PRECISIONS, PredictorKind, target_artifact
     from edgekd.latency.predictor.lookup import predictor_path
 
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
@@ -432,9 +441,23 @@ def build_predictor(
     if threads is not None:
         tgt = tgt.model_copy(deep=True)
         tgt.runtime.threads = threads
-    path = Path(out) if out is not None else predictor_path(tgt)
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"--precision {precision!r}: latency predictors are calibrated for {', '.join(PRECISIONS)}",
+            fix="give --precision fp32 or --precision int8 (fp16 files run as fp32 on CPU runtimes)",
+        )
+    if precision == "int8" and "int8" not in tgt.precisions:
+        raise ConfigError(
+            f"--precision {precision}: target {tgt.name} ships {', '.join(tgt.precisions)}",
+            fix=f"give one of its precisions (--precision {tgt.precisions[0]})",
+        )
+    kind = PredictorKind(target_artifact(tgt), precision)
+    path = Path(out) if out is not None else predictor_path(tgt, kind)
     if not quiet:
-        console.print(f"building the latency predictor of {tgt.name}: {models} calibration models x {repeats} repeats")
+        console.print(
+            f"building the {kind.key} latency predictor of {tgt.name}: {models} calibration models ({kind.describe}) "
+            f"x {repeats} repeats"
+        )
     pred = build(
         tgt,
         models=models,
@@ -442,9 +465,21 @@ def build_predictor(
         seed=seed,
         runs=runs,
         on_progress=None if quiet else (lambda d, n: console.print(f"  measured {d}/{n}")),
+        kind=kind,
+        on_written=None if quiet else _every_tenth(lambda d, n: console.print(f"  written {d}/{n} files")),
     )
     pred.save(path)
     return pred, path
+
+
+def _every_tenth(show: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``show`` for every tenth step and the last one."""
+
+    def step(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            show(done, total)
+
+    return step
 
 
 def init(path: str | Path = "model.yaml", force: bool = False) -> Path:

@@ -148,14 +148,18 @@ def _cmd_profile(a: argparse.Namespace) -> int:
     if a.build_predictor:
         pred, path = api.build_predictor(
             a.target, device=a.device, models=a.models, repeats=a.repeats, runs=a.runs, threads=a.threads,
-            out=a.out, quiet=a.json,
+            out=a.out, quiet=a.json, precision=a.precision,
         )  # fmt: skip
         loo = pred.fit_quality.get("leave_one_out", {})
         if a.json:
-            print(json.dumps({"path": str(path), "fit": pred.fit_quality, "device": pred.device}, indent=2))
+            doc = {"path": str(path), "kind": pred.kind.key, "fit": pred.fit_quality, "device": pred.device}
+            print(json.dumps(doc, indent=2))
             return 0
         print(f"latency predictor: {path}")
-        print(f"  measured on {pred.device.get('where')}; {pred.fit_quality.get('models')} models fitted")
+        print(
+            f"  {pred.kind.describe} files measured on {pred.device.get('where')}; "
+            f"{pred.fit_quality.get('models')} models fitted"
+        )
         print(
             f"  leave-one-out: {100 * loo.get('within_10pct', 0):.0f}% within ±10%, median |error| "
             f"{100 * loo.get('median_abs_rel_error', 0):.1f}%"
@@ -295,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-predictor",
         action="store_true",
         help="measure calibration models on the target (its device, or this host) and write its latency predictor",
+    )
+    pr.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        default="fp32",
+        help="--build-predictor: calibrate with the target's files at this precision (int8: QDQ ONNX or full-INT8 "
+        ".tflite, as the target ships; default fp32)",
     )
     pr.add_argument("--models", type=int, default=60, help="--build-predictor: calibration models (default 60)")
     pr.add_argument("--repeats", type=int, default=3, help="--build-predictor: measurements per model (median)")

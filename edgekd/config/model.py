@@ -214,6 +214,13 @@ class ModelConfig(Strict):
                 raise ValueError("student.arch shrink inherits the teacher's weights: leave student.checkpoint out")
         return self
 
+    def shipped_precision(self) -> str:
+        """The precision of the student the compile ships: its quantize pass's (int8, fp16, fp32), else fp32."""
+        for p in self.passes:
+            if p.name == "quantize":
+                return str(getattr(p.config, "precision", "int8"))
+        return "fp32"
+
     #: folder of the YAML file; relative paths are resolved against it
     base_dir: Path = Field(default=Path("."), exclude=True)
     source_file: Path | None = Field(default=None, exclude=True)

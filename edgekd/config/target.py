@@ -21,7 +21,8 @@ Precision = Literal["fp32", "fp16", "int8"]
 
 
 #: runtimes whose targets, when their device is local, are this machine itself (x86 ONNX Runtime targets)
-HOST_RUNTIMES = ("onnxruntime",)
+HOST_RUNTIMES = ("onnxruntime", "litert")  # runtimes the runner can time on this machine
+PredictorKey = Literal["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
 
 
 class RuntimeSpec(Strict):
@@ -156,10 +157,12 @@ class TargetConfig(Strict):
     quantization: TargetQuant = Field(default_factory=TargetQuant)
     device: DeviceSpec = Field(default_factory=DeviceSpec)
     profile: ProfileSpec = Field(default_factory=ProfileSpec)
-    predictor: str | None = Field(
+    predictor: str | dict[PredictorKey, str] | None = Field(
         default=None,
-        description="latency predictor file (JSON, relative to this target file); default: <target>.predictor.json "
-        "beside it. Build it with: edgekd profile --build-predictor --target <name>",
+        description="latency predictor file (JSON, relative to this target file), or a mapping from kind "
+        "(onnx-fp32, onnx-int8, tflite-fp32, tflite-int8) to file; default: <target>.predictor.json (fp32 ONNX) and "
+        "<target>.<kind>.predictor.json beside it. Build one with: edgekd profile --build-predictor --target <name> "
+        "[--precision int8]",
     )
     latency: Literal["measure", "predictor"] = Field(
         default="measure",
@@ -190,7 +193,7 @@ class TargetConfig(Strict):
 
     @property
     def is_host(self) -> bool:
-        """True when this target is the machine edgekd runs on (local device running ONNX Runtime)."""
+        """True when this target is the machine edgekd runs on (a local device running ONNX Runtime or LiteRT)."""
         return self.device.kind == "local" and self.runtime.name in HOST_RUNTIMES
 
 

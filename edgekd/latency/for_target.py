@@ -83,19 +83,21 @@ def measure_for_target(
 def predicted_for(
     target: TargetConfig, paths: Sequence[str | os.PathLike[str]], per_layer: int, note: Note
 ) -> dict[str, dict[str, Any]]:
-    """The target's predicted latency record of each file (by path) its latency predictor can predict; notes why
-    not for the others, or why its predictor could not be used. Empty when the target has no predictor."""
-    try:
-        pred = load_for_target(target)
-    except ProfilingError as exc:
-        note(f"latency predictor of {target.name} not used: {exc.message}")
-        return {}
-    if pred is None:
-        return {}
+    """The target's predicted latency record of each file (by path) that its latency predictor of that kind of file
+    (fp32 / INT8 ONNX, fp32 / INT8 ``.tflite``) can predict; notes why not for the others, or why a predictor could
+    not be used. Files of a kind the target has no predictor for are left out silently."""
+    from edgekd.latency.predictor.files import PredictorKind, file_kind
+
+    loaded: dict[PredictorKind, Any] = {}
     out = {}
     for p in paths:
         try:
-            out[str(p)] = pred.predict(p, target.profile.batch).to_latency(per_layer or 5)
+            kind = file_kind(p)
+            if kind not in loaded:
+                loaded[kind] = load_for_target(target, kind)
+            pred = loaded[kind]
+            if pred is not None:
+                out[str(p)] = pred.predict(p, target.profile.batch).to_latency(per_layer or 5)
         except ProfilingError as exc:
             note(f"{Path(p).name}: latency on {target.name} not predicted: {exc.message}")
     return out

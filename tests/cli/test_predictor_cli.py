@@ -41,7 +41,7 @@ def test_predict_without_a_predictor_names_the_build_command(capsys: pytest.Capt
     target.write_text("name: t1\nbackends: [onnx]\nprecisions: [fp32]\n")
     assert main(["profile", str(model), "--target", str(target), "--predict"]) == 2
     err = capsys.readouterr().err
-    assert "has no latency predictor" in err and "edgekd profile --build-predictor --target t1" in err
+    assert "has no onnx-fp32 latency predictor" in err and "edgekd profile --build-predictor --target t1" in err
 
 
 def test_target_that_asks_for_a_predictor_it_lacks(tmp_path: Path) -> None:
@@ -49,5 +49,5 @@ def test_target_that_asks_for_a_predictor_it_lacks(tmp_path: Path) -> None:
     target.write_text("name: board\nbackends: [onnx]\nprecisions: [fp32]\nlatency: predictor\n")
     cfg = tiny_config(tmp_path, passes=[{"search": {"population": 2, "iterations": 0, "batches": 1}}])
     del cfg["student"]
-    with pytest.raises(ProfilingError, match=r"latency: predictor but has no predictor file .*board\.predictor\.json"):
+    with pytest.raises(ProfilingError, match=r"latency: predictor but has no onnx-fp32 predictor file .*board\.predictor\.json"):
         edgekd.compile(write_config(tmp_path, cfg), target=target, out=tmp_path / "runs", quiet=True)

@@ -1,10 +1,15 @@
 """Build a latency predictor for a target: generate calibration models, measure them there, fit the kernel table.
 
 The calibration set is random (seeded) so that it covers many shapes: ResNet-like networks (2-4 stages of 1-4
-basic blocks, widths often multiples of 16 or 8, kernel 1/3/5/7, 1 or 3 input channels, 12-64 px inputs) and
-plain stacks (conv-bn-relu of random kernel/stride/width, depthwise-separable blocks, max-pooling).
-Each is exported to ONNX and measured by the standalone runner on the target's device (or this host when the
-target is the host), interleaved, ``repeats`` times; the median p50 of each model is what the table is fitted on.
+basic blocks, widths often multiples of 16 or 8, kernel 1/3/5/7, 1 or 3 input channels, 12-64 px inputs),
+MobileNet-like networks (stages of inverted residual blocks: expand ratios 1-6, depthwise kernels 3/5/7, a
+strided stem, an optional 1x1 head, as in the search's MobileNet and shrink spaces) and plain stacks (conv-bn-relu
+of random kernel/stride/width, depthwise-separable blocks, max-pooling).
+Each is written as the kind of file the predictor predicts (:mod:`edgekd.latency.predictor.artifacts`: fp32 or
+QDQ INT8 ONNX, fp32 or full-INT8 ``.tflite``) and measured by the standalone runner on the target's device (or
+this host when the target runs here), interleaved, ``repeats`` times; the median p50 of each model is what the
+table is fitted on. Every repeat must run where the first did: a device that fails on a later repeat stops the
+calibration (device and host timings are never mixed into one median).
 """
 
 from __future__ import annotations
@@ -19,15 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.backends.onnx.lower import export_onnx
 from edgekd.config.target import TargetConfig
 from edgekd.core.errors import ProfilingError
 from edgekd.latency.device import measure_on_device
 from edgekd.latency.measure import measure
+from edgekd.latency.predictor.artifacts import ArtifactSettings, write_artifact
+from edgekd.latency.predictor.files import PredictorKind, detect_file
 from edgekd.latency.predictor.fit import CHANNEL_BLOCKS
-from edgekd.latency.predictor.kernels import detect
 from edgekd.latency.predictor.model import LatencyPredictor
 from edgekd.models.count import count_macs
+from edgekd.models.zoo.mobilenet import MobileNetLike
 from edgekd.models.zoo.resnet import CifarResNet
 
 MAX_MACS = 200e6  # keeps one calibration model within a few milliseconds on a small CPU
@@ -54,10 +60,15 @@ def plain_stack(spec: dict[str, Any]) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+MOBILENET_KEYS = ("depths", "widths", "expand", "kernel", "stem", "head", "stem_stride", "in_channels", "num_classes")
+
+
 def build_spec(spec: dict[str, Any]) -> nn.Module:
     if spec["kind"] == "resnet":
         p = {k: spec[k] for k in ("blocks", "widths", "kernel", "in_channels", "num_classes")}
         return CifarResNet(**p)
+    if spec["kind"] == "mobilenet":
+        return MobileNetLike(**{k: spec[k] for k in MOBILENET_KEYS})
     return plain_stack(spec)
 
 
@@ -78,7 +89,23 @@ def _width(rng: random.Random, top: int = 160) -> int:
 def random_spec(rng: random.Random) -> dict[str, Any]:
     size = rng.choice([12, 16, 20, 24, 28, 32, 40, 48, 56, 64])
     common = {"in_channels": rng.choice([1, 3]), "num_classes": rng.choice([10, 100]), "size": size}
-    if rng.random() < 0.6:
+    r = rng.random()
+    if r < 0.3:  # inverted residuals: MobileNetV2 / EfficientNet-Lite blocks, the MobileNet and shrink spaces
+        stages = rng.choice([2, 3, 3, 4, 5])
+        stride = rng.choice([1, 1, 2])
+        return {
+            "kind": "mobilenet",
+            **common,
+            "size": common["size"] * stride,
+            "depths": [rng.randint(1, 3) for _ in range(stages)],
+            "widths": sorted(_width(rng, 160) for _ in range(stages)),
+            "expand": [rng.choice([1, 2, 3, 4, 6]) for _ in range(stages)],
+            "kernel": [rng.choice([3, 3, 5, 7]) for _ in range(stages)],
+            "stem": rng.choice([8, 16, 16, 24, 32]),
+            "head": rng.choice([None, None, 128, 256]),
+            "stem_stride": stride,
+        }
+    if r < 0.7:
         stages = rng.choice([2, 3, 3, 4])
         return {
             "kind": "resnet",
@@ -128,10 +155,20 @@ def calibration_specs(n: int, seed: int = 0, max_macs: float | None = None) -> l
     return out
 
 
-def export_spec(spec: dict[str, Any], path: Path, seed: int = 0) -> Path:
+def export_spec(
+    spec: dict[str, Any],
+    path: Path,
+    seed: int = 0,
+    kind: PredictorKind | None = None,
+    settings: ArtifactSettings | None = None,
+) -> Path:
+    """The model of ``spec`` written as a file of ``kind`` (default fp32 ONNX) at ``path`` (its suffix is the
+    kind's: ``calib000.onnx``, ``calib000.int8.onnx``, ``calib000.fp32.tflite``, ...); returns the path."""
     torch.manual_seed(seed)
     model = build_spec(spec).eval()
-    return export_onnx(model, torch.zeros(1, spec["in_channels"], spec["size"], spec["size"]), path)
+    shape = (spec["in_channels"], spec["size"], spec["size"])
+    stem = path.with_name(path.name.split(".")[0])
+    return write_artifact(model, shape, kind or PredictorKind(), stem, settings, seed)
 
 
 def measure_files(
@@ -142,6 +179,7 @@ def measure_files(
     runs: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     clock: str = "wall",
+    precisions: list[str | None] | None = None,
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """Median p50 per file over ``repeats`` interleaved measurements on the target, the spread (max-min)/median of
     each, and a description of where they ran. Refuses a target that is neither this host nor reachable.
@@ -150,18 +188,30 @@ def measure_files(
     p50s: list[list[float]] = [[] for _ in paths]
     where, info = "", {}
     why: list[str] = []
+    first_source = ""
+    delegate = str(target.runtime.options.get("delegate", "xnnpack"))
     for r in range(repeats):
         order = list(range(len(paths)))
         if r % 2:
             order.reverse()  # alternate the order so no model is always measured first
         files = [paths[i] for i in order]
-        dev = None if clock != "wall" else measure_on_device(target, files, timing, note=why.append)
+        dev = None if clock != "wall" else measure_on_device(target, files, timing, precisions, note=why.append)
+        source = "device" if dev is not None else "host"
+        if first_source and source != first_source:
+            reason = f": {why[-1]}" if why and source == "host" else ""
+            raise ProfilingError(
+                f"calibration of {target.name}: repeat {r + 1} of {repeats} ran on the {source}, repeat 1 on the "
+                f"{first_source}{reason}",
+                fix="device and host timings are never mixed into one median: make the device reachable for the "
+                "whole calibration (or set device.required: true to stop at the first failure) and build again",
+            )
+        first_source = source
         if dev is not None:
             stats, where, info = dev.stats, dev.where, {"address": dev.device.get("address"), **dev.device}
         elif target.is_host:
             stats = measure(
                 files, threads=timing.threads, warmup=timing.warmup, runs=timing.runs, rounds=timing.rounds,
-                batch=timing.batch, clock=clock,
+                batch=timing.batch, clock=clock, tflite_delegate=delegate,
             )  # fmt: skip
             where = stats[0].where if stats else "host"
             info = {"machine": where}
@@ -187,6 +237,7 @@ def measure_files(
         "runs": timing.runs,
         "repeats": repeats,
         "clock": clock,
+        **({"delegate": delegate} if first and first.runtime == "litert" else {}),
         **{k: v for k, v in info.items() if k not in ("where",)},
     }
     return med, spread, device
@@ -200,12 +251,23 @@ def build_predictor(
     runs: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     max_macs: float | None = None,
+    kind: PredictorKind | None = None,
+    on_written: Callable[[int, int], None] | None = None,
 ) -> LatencyPredictor:
-    """Measure ``models`` random calibration models on ``target`` and fit its latency predictor."""
+    """Measure ``models`` random calibration models, written as files of ``kind`` (default: fp32 of the format the
+    target ships), on ``target`` and fit its latency predictor."""
+    from edgekd.latency.predictor.files import target_artifact
+
+    kind = kind or PredictorKind(target_artifact(target), "fp32")
+    settings = ArtifactSettings.of(target)
     specs = calibration_specs(models, seed, max_macs)
     with tempfile.TemporaryDirectory(prefix="edgekd-calib-") as tmp:
-        paths = [export_spec(s, Path(tmp) / f"calib{i:03d}.onnx", seed) for i, s in enumerate(specs)]
-        return fit_files(target, specs, paths, repeats, runs, on_progress)
+        paths = []
+        for i, s in enumerate(specs):
+            paths.append(export_spec(s, Path(tmp) / f"calib{i:03d}", seed, kind, settings))
+            if on_written is not None:
+                on_written(i + 1, len(specs))
+        return fit_files(target, specs, paths, repeats, runs, on_progress, kind=kind, settings=settings)
 
 
 def fit_files(
@@ -216,12 +278,21 @@ def fit_files(
     runs: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     clock: str = "wall",
+    kind: PredictorKind | None = None,
+    settings: ArtifactSettings | None = None,
 ) -> LatencyPredictor:
-    """Measure the exported calibration models ``paths`` (built from ``specs``) and fit the predictor on them."""
-    graphs = [{b: detect(p, channel_block=b) for b in CHANNEL_BLOCKS} for p in paths]
-    med, spread, device = measure_files(target, paths, repeats, runs=runs, on_progress=on_progress, clock=clock)
+    """Measure the calibration files ``paths`` (built from ``specs``, of ``kind``) and fit the predictor on them."""
+    kind = kind or PredictorKind()
+    blocks = CHANNEL_BLOCKS if kind.artifact == "onnx" else (1,)  # channel padding is ONNX Runtime's NCHWc
+    graphs = [{b: detect_file(p, channel_block=b) for b in blocks} for p in paths]
+    # TensorRT builds each engine on the device at the precision of the file
+    precisions: list[str | None] = [kind.precision if kind.precision == "int8" else None] * len(paths)
+    med, spread, device = measure_files(
+        target, paths, repeats, runs=runs, on_progress=on_progress, clock=clock, precisions=precisions
+    )
+    device["calibration_files"] = {"kind": kind.key, **(settings or ArtifactSettings()).describe(kind)}
     rows = [
         {"name": f"calib{i:03d}", "spec": s, "p50_ms": m, "p50_spread": sp, "graphs": g}
         for i, (s, m, sp, g) in enumerate(zip(specs, med, spread, graphs, strict=True))
     ]
-    return LatencyPredictor.from_measurements(rows, device, target=target.name)
+    return LatencyPredictor.from_measurements(rows, device, target=target.name, kind=kind)

@@ -13,8 +13,10 @@ per-type linear models in MACs and bytes (rather than looking shapes up) lets un
 The channel block (1: none, 8, 16) is not known in advance for a device: the table is fitted for each candidate
 and the one with the lowest leave-one-out error on the measured models is kept (``channel_block`` in the file).
 
-The file is JSON (``FORMAT``, ``VERSION``) and records the device, runtime, version and threads it was measured
-with, the fitted coefficients, the fit quality, and every measurement it was fitted on (the table).
+The file is JSON (``FORMAT``, ``VERSION``) and records the kind of file it predicts (``artifact`` onnx | tflite,
+``precision`` fp32 | int8: :mod:`edgekd.latency.predictor.files`), the device, runtime, version and threads it was
+measured with, the fitted coefficients, the fit quality, and every measurement it was fitted on (the table). A
+predictor predicts files of its own kind only. Version 1 files (before kinds) are fp32 ONNX predictors.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ import numpy as np
 
 from edgekd.core.artifacts import atomic_write_bytes
 from edgekd.core.errors import ProfilingError
+from edgekd.latency.predictor.files import PredictorKind, detect_file, file_kind
 from edgekd.latency.predictor.fit import N_GLOBAL, fit
-from edgekd.latency.predictor.kernels import Graph, detect
+from edgekd.latency.predictor.kernels import Graph
 
 FORMAT = "edgekd-latency-predictor"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # version 1: fp32 ONNX predictors from before kinds were recorded
 
 
 @dataclass
@@ -88,6 +92,7 @@ class LatencyPredictor:
     created: str = ""
     path: str = ""
     channel_block: int = 1
+    kind: PredictorKind = field(default_factory=PredictorKind)
 
     # ------------------------------------------------------------------ build and save
 
@@ -99,6 +104,7 @@ class LatencyPredictor:
         target: str = "",
         ridge: float = 1e-3,
         max_spread: float = 0.25,
+        kind: PredictorKind | None = None,
     ) -> LatencyPredictor:
         """Fit on ``rows`` ({name, p50_ms, graph: Graph, optional p50_spread}); rows whose repeated measurements
         disagree by more than ``max_spread`` (of their median) are kept in the table but not fitted on. The fit
@@ -122,7 +128,7 @@ class LatencyPredictor:
         for block in blocks:
             graphs = graphs_of(rows, block)
             types, coef, cache_mb = fit(graphs, y, ridge)
-            pred = cls._from_coef(types, coef, cache_mb, device, target, block)
+            pred = cls._from_coef(types, coef, cache_mb, device, target, block, kind or PredictorKind())
             loo = []
             for i in range(len(rows)):  # leave-one-out relative errors: how well unseen models are predicted
                 rest = graphs[:i] + graphs[i + 1 :]
@@ -169,6 +175,7 @@ class LatencyPredictor:
         device: dict[str, Any],
         target: str,
         channel_block: int = 1,
+        kind: PredictorKind | None = None,
     ) -> LatencyPredictor:
         table = {}
         for i, t in enumerate(types):
@@ -184,11 +191,14 @@ class LatencyPredictor:
             target=target,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             channel_block=channel_block,
+            kind=kind or PredictorKind(),
         )
 
     def _with(self, types: list[str], coef: np.ndarray, cache_mb: float) -> LatencyPredictor:
         """A predictor with other coefficients (leave-one-out refits)."""
-        return LatencyPredictor._from_coef(types, coef, cache_mb, self.device, self.target, self.channel_block)
+        return LatencyPredictor._from_coef(
+            types, coef, cache_mb, self.device, self.target, self.channel_block, self.kind
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -196,6 +206,9 @@ class LatencyPredictor:
             "version": VERSION,
             "target": self.target,
             "created": self.created,
+            "artifact": self.kind.artifact,
+            "precision": self.kind.precision,
+            "runtime": self.device.get("runtime"),
             "device": self.device,
             "model": "overhead + input_ms_per_mb*MB(input) + ms_per_mb_beyond_cache*max(0, MB(weights) - cache_mb) "
             "+ sum over kernels of count_ms[t] + ms_per_mmac[t]*MMACs + ms_per_mb[t]*MB "
@@ -226,9 +239,11 @@ class LatencyPredictor:
             raise ProfilingError(f"latency predictor {p}: not valid JSON ({exc})", fix=fix) from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ProfilingError(f"latency predictor {p}: not an edgekd predictor file (format != {FORMAT!r})", fix=fix)
-        if doc.get("version") != VERSION:
+        if doc.get("version") not in READS:
             raise ProfilingError(
-                f"latency predictor {p}: version {doc.get('version')!r}, this edgekd reads version {VERSION}", fix=fix
+                f"latency predictor {p}: version {doc.get('version')!r}, this edgekd reads versions "
+                f"{', '.join(map(str, READS))}",
+                fix=fix,
             )
         try:
             types = {str(t): {k: float(v[k]) for k in ("count_ms", "ms_per_mmac", "ms_per_mb")}
@@ -246,6 +261,7 @@ class LatencyPredictor:
                 created=str(doc.get("created", "")),
                 path=str(p),
                 channel_block=int(doc.get("channel_block", 1)),
+                kind=PredictorKind(str(doc.get("artifact", "onnx")), str(doc.get("precision", "fp32"))),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfilingError(f"latency predictor {p}: malformed ({type(exc).__name__}: {exc})", fix=fix) from exc
@@ -256,8 +272,8 @@ class LatencyPredictor:
     def where(self) -> str:
         d = self.device
         return (
-            f"predicted by {Path(self.path).name or 'the latency predictor'} (kernel table measured on "
-            f"{d.get('where', d.get('machine', '?'))})"
+            f"predicted by {Path(self.path).name or 'the latency predictor'} ({self.kind.describe} kernel table "
+            f"measured on {d.get('where', d.get('machine', '?'))})"
         )
 
     def _substitute(self, t: str) -> str | None:
@@ -313,11 +329,11 @@ class LatencyPredictor:
                 f"{name}: the latency predictor {self.path or ''} has no measurements for kernel type(s) "
                 f"{', '.join(sorted(missing))}",
                 fix=(
-                    "predictors are calibrated on fp32 ONNX models: predict the fp32 file, or measure this one on "
-                    "the device (edgekd profile FILE --device user@host)"
-                    if any(t.startswith("q") for t in missing)
+                    "INT8 kernels are predicted by the target's INT8 predictor: edgekd profile --build-predictor "
+                    "--target <target> --precision int8"
+                    if self.kind.precision == "fp32" and any(t.startswith("q") for t in missing)
                     else "rebuild the predictor with calibration models that contain them (edgekd profile "
-                    "--build-predictor)"
+                    f"--build-predictor --precision {self.kind.precision})"
                 ),
             )
         overhead = (
@@ -328,16 +344,29 @@ class LatencyPredictor:
         total = overhead + sum(r["ms"] for r in rows)
         return Prediction(total, overhead, rows, self.path, self.where, substituted)
 
+    def check_kind(self, model_path: str | os.PathLike[str]) -> None:
+        """ProfilingError unless ``model_path`` is a file of the kind this predictor predicts."""
+        kind = file_kind(model_path)
+        if kind != self.kind:
+            raise ProfilingError(
+                f"{model_path} is a {kind.describe} file; the latency predictor {self.path or ''} predicts "
+                f"{self.kind.describe} files (a kernel table of one runtime and precision says nothing of another)",
+                fix=f"build the {kind.key} predictor of the target: edgekd profile --build-predictor --target "
+                f"{self.target or '<target>'} --precision {kind.precision}"
+                + (" (a target that ships .tflite)" if kind.artifact != self.kind.artifact else ""),
+            )
+
     def predict(self, model_path: str | os.PathLike[str], batch: int = 1) -> Prediction:
-        """Predicted batch-``batch`` p50 of an ONNX file on the device the table was measured on."""
-        return self.predict_graph(detect(model_path, batch, self.channel_block), str(model_path))
+        """Predicted batch-``batch`` p50 of a model file of this predictor's kind on the device the table was
+        measured on (ProfilingError for a file of another kind)."""
+        self.check_kind(model_path)
+        return self.predict_graph(detect_file(model_path, batch, self.channel_block), str(model_path))
 
-    def predict_module(self, model: Any, input_shape: tuple[int, ...]) -> Prediction:
-        """Predicted latency of a PyTorch module (exported to a temporary ONNX file first)."""
-        import torch
+    def predict_module(self, model: Any, input_shape: tuple[int, ...], settings: Any = None) -> Prediction:
+        """Predicted latency of a PyTorch module, first written as a temporary file of this predictor's kind
+        (:func:`edgekd.latency.predictor.artifacts.write_artifact`; ``settings``: the target's ArtifactSettings)."""
+        from edgekd.latency.predictor.artifacts import write_artifact
 
-        from edgekd.backends.onnx.lower import export_onnx
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(model, torch.zeros(1, *input_shape), Path(tmp) / "candidate.onnx")
+        with tempfile.TemporaryDirectory(prefix="edgekd-predict-") as tmp:
+            path = write_artifact(model, input_shape, self.kind, Path(tmp) / "candidate", settings)
             return self.predict(path)

@@ -108,7 +108,9 @@ class Prune(Pass):
         shape = ctx.data.input_shape
         seed = ctx.config.seed if c.seed is None else c.seed
         guard = guard_of(ctx, c.guard)
-        latency = candidate_latency(ctx.target) if c.until.latency_ms is not None else None
+        latency = (
+            candidate_latency(ctx.target, ctx.config.shipped_precision()) if c.until.latency_ms is not None else None
+        )
         if latency is not None and latency.fn is None:
             raise PipelineError(
                 f"{self.where}.until.latency_ms needs latency on {ctx.target.name}, which cannot be measured here "

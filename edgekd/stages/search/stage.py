@@ -183,7 +183,7 @@ class Search(Pass):
         seed = ctx.config.seed if c.seed is None else c.seed
         shape, k = ctx.data.input_shape, ctx.data.num_classes
         # --- latency source (issue #7): measured on this host, or predicted by the target's latency predictor ---
-        lat = candidate_latency(ctx.target)
+        lat = candidate_latency(ctx.target, ctx.config.shipped_precision())
         measure = lat.fn is not None
         if c.budget.latency_ms is not None and not measure:
             raise PipelineError(
@@ -303,6 +303,7 @@ class Search(Pass):
             "budget": c.budget.model_dump(),
             "latency": lat.describe if measure else None,
             "latency_source": lat.source,
+            "latency_from": lat.record() if measure else None,
             "chosen": _row(best, c.space),
             "pareto": [_row(e, c.space) for e in front],
             "history": [_row(e, c.space) for e in history],

@@ -120,7 +120,8 @@ def test_save_load_round_trip_and_per_layer(graphs: list[Graph], tmp_path: Path)
     pred = LatencyPredictor.from_measurements(rows, {"where": "host (x86_64, 1 threads)", "threads": 1}, "x86-cpu")
     path = pred.save(tmp_path / "x.predictor.json")
     doc = json.loads(path.read_text())
-    assert doc["format"] == "edgekd-latency-predictor" and doc["version"] == 1 and doc["device"]["threads"] == 1
+    assert doc["format"] == "edgekd-latency-predictor" and doc["version"] == 2 and doc["device"]["threads"] == 1
+    assert (doc["artifact"], doc["precision"]) == ("onnx", "fp32") and again_kind(path) == "onnx-fp32"
     assert len(doc["measurements"]) == len(graphs)
     again = LatencyPredictor.load(path)
     p1, p2 = pred.predict_graph(graphs[3]), again.predict_graph(graphs[3])
@@ -128,6 +129,10 @@ def test_save_load_round_trip_and_per_layer(graphs: list[Graph], tmp_path: Path)
     lat = p2.to_latency(3)
     assert lat["source"] == "predicted" and lat["measured"] is False and len(lat["per_layer"]) == 3
     assert "x.predictor.json" in lat["where"] and "host (x86_64, 1 threads)" in lat["where"]
+
+
+def again_kind(path: Path) -> str:
+    return LatencyPredictor.load(path).kind.key
 
 
 def test_unmeasured_kernel_types_use_the_nearest_measured_one() -> None:
@@ -156,8 +161,8 @@ def test_unmeasured_kernel_types_use_the_nearest_measured_one() -> None:
     assert p.p50_ms == pytest.approx(4 * (0.001 + 0.02 + 0.05 * 0.01) + 0.002)
     with pytest.raises(ProfilingError, match=r"no measurements for kernel type\(s\) qconv3x3") as err:
         pred.predict_graph(Graph([Kernel("qconv3x3", ["q"], 1e6, 1e4, [])], 0.0))
-    # an INT8 kernel: the fix names what works today, not a --precision flag that does not exist
-    assert "calibrated on fp32 ONNX models" in (err.value.fix or "") and "--precision" not in (err.value.fix or "")
+    # an INT8 kernel in an fp32 table: the fix names the INT8 predictor, built with the --precision flag that exists
+    assert "--build-predictor --target <target> --precision int8" in (err.value.fix or "")
     with pytest.raises(ProfilingError, match=r"no measurements for kernel type\(s\) softmax") as err:
         pred.predict_graph(Graph([Kernel("softmax", ["s"], 1e6, 1e4, [])], 0.0))
     assert "--build-predictor" in (err.value.fix or "")
