@@ -49,5 +49,6 @@ def test_target_that_asks_for_a_predictor_it_lacks(tmp_path: Path) -> None:
     target.write_text("name: board\nbackends: [onnx]\nprecisions: [fp32]\nlatency: predictor\n")
     cfg = tiny_config(tmp_path, passes=[{"search": {"population": 2, "iterations": 0, "batches": 1}}])
     del cfg["student"]
-    with pytest.raises(ProfilingError, match=r"latency: predictor but has no onnx-fp32 predictor file .*board\.predictor\.json"):
+    pattern = r"latency: predictor but has no onnx-fp32 predictor file .*board\.predictor\.json"
+    with pytest.raises(ProfilingError, match=pattern):
         edgekd.compile(write_config(tmp_path, cfg), target=target, out=tmp_path / "runs", quiet=True)
