@@ -37,6 +37,7 @@ from edgekd.latency.predictor.files import PredictorKind, detect_file, file_kind
 from edgekd.latency.predictor.fit import N_GLOBAL, fit
 from edgekd.latency.predictor.kernels import Graph
 
+_PLAIN_TYPES = ("dwconv", "gconv", "deconv", "gemm", "pool", "gpool", "eltwise", "other")
 FORMAT = "edgekd-latency-predictor"
 VERSION = 2
 READS = (1, 2)  # version 1: fp32 ONNX predictors from before kinds were recorded
@@ -279,27 +280,29 @@ class LatencyPredictor:
     def _substitute(self, t: str) -> str | None:
         """The measured kernel type that predicts ``t``: itself; else the same operation at another channel
         alignment (nearest first); for a convolution of an unmeasured kernel size, the measured size nearest to it
-        (ties: the larger); a global pool from a table that has only ``pool`` (files from before ``gpool``). An
-        INT8 kernel is never predicted from an fp32 one."""
+        (ties: the larger); a global pool from a table that has only ``pool`` (files from before ``gpool``). The
+        same rules hold among INT8 (``q``) kernels; an INT8 kernel is never predicted from an fp32 one."""
         if t in self.types:
             return t
         if t == "gpool" and "pool" in self.types:  # tables built before global pools had their own type
             return "pool"
-        base, _, align = t.partition(".")
+        q = "q" if t.startswith("qconv") or (t.startswith("q") and t[1:] in _PLAIN_TYPES) else ""
+        base, _, align = t[len(q) :].partition(".")
         order = {"a16": ["a16", "a8", ""], "a8": ["a8", "a16", ""], "": ["", "a8", "a16"]}.get(align, [align, ""])
         for a in order:
-            cand = f"{base}.{a}" if a else base
+            cand = q + (f"{base}.{a}" if a else base)
             if cand in self.types:
                 return cand
         if base.startswith("conv") and base[4:5].isdigit():
             want = int(base[4])
+            n = len(q) + 4  # the kernel size's position in the key
             sizes = sorted(
-                {int(k[4]) for k in self.types if k.startswith("conv") and k[4:5].isdigit()},
+                {int(k[n]) for k in self.types if k.startswith(q + "conv") and k[n : n + 1].isdigit()},
                 key=lambda v: (abs(v - want), -v),
             )
             for size in sizes:
                 for a in order:
-                    cand = f"conv{size}x{size}" + (f".{a}" if a else "")
+                    cand = f"{q}conv{size}x{size}" + (f".{a}" if a else "")
                     if cand in self.types:
                         return cand
         return None

@@ -163,6 +163,16 @@ def test_unmeasured_kernel_types_use_the_nearest_measured_one() -> None:
         pred.predict_graph(Graph([Kernel("qconv3x3", ["q"], 1e6, 1e4, [])], 0.0))
     # an INT8 kernel in an fp32 table: the fix names the INT8 predictor, built with the --precision flag that exists
     assert "--build-predictor --target <target> --precision int8" in (err.value.fix or "")
+    # among INT8 kernels the same rules hold (an INT8 table with few calibration models lacks some sizes)
+    q = LatencyPredictor({"qconv3x3.a16": coef, "qdwconv": coef, "conv7x7.a8": coef}, 0.0, 0.0, {})
+    p = q.predict_graph(
+        Graph([Kernel("qconv5x5.a16", ["a"], 1e6, 1e4, []), Kernel("qdwconv.a8", ["b"], 1e6, 1e4, [])], 0.0)
+    )
+    assert p.substituted == {"qconv5x5.a16": "qconv3x3.a16", "qdwconv.a8": "qdwconv"}
+    with pytest.raises(ProfilingError, match=r"qconv7x7"):  # never from the fp32 conv7x7
+        LatencyPredictor({"conv7x7.a8": coef}, 0.0, 0.0, {}).predict_graph(
+            Graph([Kernel("qconv7x7", ["c"], 1e6, 1e4, [])], 0.0)
+        )
     with pytest.raises(ProfilingError, match=r"no measurements for kernel type\(s\) softmax") as err:
         pred.predict_graph(Graph([Kernel("softmax", ["s"], 1e6, 1e4, [])], 0.0))
     assert "--build-predictor" in (err.value.fix or "")
