@@ -37,18 +37,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from predictor import _errors, _rows  # noqa: E402
+from predictor import _errors, _rows
 
-from edgekd.config.target import load_target  # noqa: E402
-from edgekd.latency.predictor.artifacts import ArtifactSettings, write_artifact  # noqa: E402
-from edgekd.latency.predictor.calibrate import (  # noqa: E402
+from edgekd.config.target import load_target
+from edgekd.latency.predictor.artifacts import ArtifactSettings, write_artifact
+from edgekd.latency.predictor.calibrate import (
     build_spec,
     calibration_specs,
     export_spec,
     fit_files,
     measure_files,
 )
-from edgekd.latency.predictor.files import PredictorKind  # noqa: E402
+from edgekd.latency.predictor.files import PredictorKind
 
 KINDS = {
     "onnx-fp32": ("x86-cpu", PredictorKind("onnx", "fp32")),
