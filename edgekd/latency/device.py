@@ -89,6 +89,8 @@ class DeviceProfiler:
         argv: list[str] = [dev.python, runner, *remote]
         argv += ["--warmup", str(t.warmup), "--runs", str(t.runs), "--rounds", str(t.rounds), "--batch", str(t.batch)]
         argv += ["--threads", str(t.threads or 0)]
+        if any(Path(p).suffix == ".tflite" for p in paths):  # the target's LiteRT delegate, as on the host
+            argv += ["--tflite-delegate", str(self.target.runtime.options.get("delegate", "xnnpack"))]
         if t.seq_len:
             argv += ["--seq-len", str(t.seq_len)]
         if t.per_layer:

@@ -237,7 +237,12 @@ def measure_files(
         "runs": timing.runs,
         "repeats": repeats,
         "clock": clock,
-        **({"delegate": delegate} if first and first.runtime == "litert" else {}),
+        # LiteRT: the delegate asked for and what ran each file (XNNPACK declines nodes it cannot run)
+        **(
+            {"delegate": delegate, "kernels_ran": sorted({p for s in stats for p in s.providers})}
+            if first and first.runtime == "litert"
+            else {}
+        ),
         **{k: v for k, v in info.items() if k not in ("where",)},
     }
     return med, spread, device

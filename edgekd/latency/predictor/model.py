@@ -53,6 +53,8 @@ class Prediction:
     predictor: str
     where: str
     substituted: dict[str, str] = field(default_factory=dict)
+    kind: str = "onnx-fp32"
+    runtime: str | None = None
 
     def per_layer(self, k: int) -> list[dict[str, Any]]:
         """The ``k`` slowest predicted kernels, in the shape of a measured per-layer profile."""
@@ -71,6 +73,8 @@ class Prediction:
             "source": "predicted",
             "where": self.where,
             "predictor": self.predictor,
+            "predictor_kind": self.kind,
+            "predictor_runtime": self.runtime,
             "overhead_ms": self.overhead_ms,
             "per_layer": self.per_layer(k),
             "substituted_kernel_types": self.substituted or None,
@@ -345,7 +349,9 @@ class LatencyPredictor:
             + self.ms_per_mb_beyond_cache * max(0.0, graph.weight_bytes * 1e-6 - self.cache_mb)
         )
         total = overhead + sum(r["ms"] for r in rows)
-        return Prediction(total, overhead, rows, self.path, self.where, substituted)
+        return Prediction(
+            total, overhead, rows, self.path, self.where, substituted, self.kind.key, self.device.get("runtime")
+        )
 
     def check_kind(self, model_path: str | os.PathLike[str]) -> None:
         """ProfilingError unless ``model_path`` is a file of the kind this predictor predicts."""

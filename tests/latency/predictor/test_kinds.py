@@ -104,6 +104,7 @@ def test_predictors_are_found_by_kind_beside_the_target(int8_predictor: tuple[ob
     # edgekd.predict picks the predictor of the file's kind
     lat = edgekd.predict(held, target=target)
     assert lat["source"] == "predicted" and "board.onnx-int8.predictor.json" in lat["where"]
+    assert (lat["predictor_kind"], lat["predictor_runtime"]) == ("onnx-int8", "onnxruntime")
     # a mapping names one file per kind; a file of the wrong kind under a key is an error naming the key
     target.write_text(
         "name: board\nbackends: [onnx]\nprecisions: [int8]\npredictor: {onnx-fp32: board.onnx-int8.predictor.json}\n"
@@ -202,6 +203,7 @@ def test_litert_predictor_on_this_host(tmp_path: Path) -> None:
     assert target.is_host  # LiteRT runs here: calibrated and measured on this host
     pred = build_predictor(target, models=5, repeats=1, runs=10, max_macs=2e6)
     assert pred.kind == TFLITE_FP32 and pred.device["runtime"] == "litert" and pred.device["delegate"] == "xnnpack"
+    assert pred.device["kernels_ran"] == ["xnnpack"]
     assert pred.device["calibration_files"] == {"kind": "tflite-fp32", "io_layout": "nhwc"}
     path = pred.save(predictor_path(target, TFLITE_FP32))
     assert path.name == "host-litert.tflite-fp32.predictor.json"
@@ -211,3 +213,22 @@ def test_litert_predictor_on_this_host(tmp_path: Path) -> None:
     assert lat["p50_ms"] > 0 and "fp32 .tflite kernel table" in lat["where"]
     with pytest.raises(ProfilingError, match=r"no tflite-int8 latency predictor"):
         edgekd.predict(export_spec(SPEC, tmp_path / "q", kind=PredictorKind("tflite", "int8")), target=target)
+
+
+def test_litert_int8_predictor_built_over_ssh(sshd: SSHServer, tmp_path: Path) -> None:
+    """A LiteRT target reached over SSH (the sshd on 127.0.0.1, whose Python has ai-edge-litert): the full-INT8
+    calibration files are copied there and timed by the device runner with the target's delegate."""
+    pytest.importorskip("litert_torch")
+    raw = yaml.safe_load(_litert_target(tmp_path).read_text())
+    raw["device"] = sshd.device(required=True)
+    raw["runtime"]["options"]["delegate"] = "none"
+    target = parse_target(raw, tmp_path / "host-litert.yaml")
+    assert not target.is_host
+    kind = PredictorKind("tflite", "int8")
+    pred = build_predictor(target, models=4, repeats=1, runs=10, max_macs=2e6, kind=kind)
+    assert pred.kind == kind and pred.device["runtime"] == "litert" and pred.device["delegate"] == "none"
+    assert pred.device["kernels_ran"] == ["builtin"]  # the delegate reached the device runner
+    assert pred.device["where"].startswith(f"device root@127.0.0.1:{sshd.port}")
+    assert all(m["p50_ms"] > 0 for m in pred.measurements)
+    convs = [t for t in pred.types if "conv" in t or t.endswith("gemm")]
+    assert convs and all(t.startswith("q") for t in convs)
