@@ -290,8 +290,10 @@ def fit_files(
     kind = kind or PredictorKind()
     blocks = CHANNEL_BLOCKS if kind.artifact == "onnx" else (1,)  # channel padding is ONNX Runtime's NCHWc
     graphs = [{b: detect_file(p, channel_block=b) for b in blocks} for p in paths]
-    # TensorRT builds each engine on the device at the precision of the file
-    precisions: list[str | None] = [kind.precision if kind.precision == "int8" else None] * len(paths)
+    # TensorRT builds each engine on the device: INT8 from the QDQ files, else at the target's float precision
+    # (fp16 on a Jetson); the runner of ONNX Runtime / LiteRT targets ignores this
+    floating = next((p for p in target.precisions if p != "int8"), "fp32")
+    precisions: list[str | None] = [kind.precision if kind.precision == "int8" else floating] * len(paths)
     med, spread, device = measure_files(
         target, paths, repeats, runs=runs, on_progress=on_progress, clock=clock, precisions=precisions
     )
