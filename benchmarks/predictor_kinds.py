@@ -16,7 +16,13 @@ Runs in two steps, so each survives a new machine and the timing runs on a quiet
     python benchmarks/predictor_kinds.py write --work-dir runs/pk [--models 100]   # converts (minutes per kind)
     python benchmarks/predictor_kinds.py measure --work-dir runs/pk [--repeats 3] [--clock thread]
 
-``measure`` merges its figures into the ``kinds`` key of benchmarks/results/predictor.json. One runtime thread;
+    python benchmarks/predictor_kinds.py search --work-dir runs/pk [--kind tflite-int8]
+
+``measure`` merges its figures into the ``kinds`` key of benchmarks/results/predictor.json. ``search`` ranks 40
+MobileNet-space candidates against the Fashion-MNIST example teacher (DisWOT proxy, bundled data) under three
+latency budgets on the LiteRT target with ``latency: predictor`` (the measured step's predictor of that kind),
+then writes each chosen student as that kind of file and measures it in LiteRT: is it within its budget?
+(``kinds_search`` key). One runtime thread;
 ``--clock thread`` (default) times thread CPU time, which leaves out the waits a shared 2-core machine adds
 (see benchmarks/predictor.py); ``--clock wall`` times wall-clock time.
 """
@@ -238,9 +244,86 @@ def measure(a: argparse.Namespace) -> int:
     return 0
 
 
+def search(a: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    import edgekd
+    from edgekd.data.sources import FASHION_MNIST_SUBSET
+    from edgekd.models import zoo
+    from edgekd.stages.search.space import MobileNetSpace
+
+    tname, kind = KINDS[a.kind]
+    folder = Path(a.work_dir) / a.kind
+    pfile = folder / f"predictor.{a.clock}.json"
+    if not pfile.is_file():
+        raise SystemExit(f"{pfile} missing: run the measure step for {a.kind} first")
+    target = _target(tname, a.threads)
+    target.latency, target.predictor = "predictor", {kind.key: str(pfile.resolve())}
+    meta = json.loads((ROOT / "examples/fashion-mnist/teacher.json").read_text())
+    teacher = zoo.build(meta["arch"], meta["params"])
+    teacher.load_state_dict(torch.load(ROOT / "examples/fashion-mnist/teacher.pt", weights_only=True))
+    data = np.load(FASHION_MNIST_SUBSET)
+    xs = torch.as_tensor(data["x_train"][:128], dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    norm = meta["normalize"]
+    xs = (xs - norm["mean"][0]) / norm["std"][0]
+    ys = torch.as_tensor(data["y_train"][:128]).long()
+    batches = [(xs[:64], ys[:64]), (xs[64:], ys[64:])]
+    space = MobileNetSpace(type="mobilenet")
+    rng = random.Random(a.seed + 100)
+    cands: list[Any] = []
+    seen: set[tuple[int, ...]] = set()
+    while len(cands) < 40:
+        c = space.sample(rng)
+        if c not in seen:
+            seen.add(c)
+            cands.append(space.params(c, 1, 10))
+    models = [zoo.build("mobilenet", p).eval() for p in cands]
+    from edgekd.latency.predictor.model import LatencyPredictor
+
+    pred = LatencyPredictor.load(pfile)
+    settings = ArtifactSettings.of(target)
+    predicted = sorted(pred.predict_module(m, (1, 28, 28), settings).p50_ms for m in models)
+    budgets = [round(float(np.percentile(predicted, q)), 3) for q in (25, 50, 75)]
+    out = []
+    for budget in budgets:
+        t0 = time.perf_counter()
+        ranking = edgekd.search(models, target=target, teacher=teacher, batches=batches, proxy="diswot",
+                                budget={"latency_ms": budget}, precision=kind.precision)  # fmt: skip
+        chosen = ranking.chosen
+        row: dict[str, Any] = {"budget_ms": budget, "search_seconds": round(time.perf_counter() - t0, 1)}
+        if chosen is None:
+            row["chosen"] = None
+        else:
+            path = write_artifact(models[chosen["index"]], (1, 28, 28), kind, folder / f"chosen-{budget}", settings)
+            measured, spread, device = measure_files(target, [path], a.repeats, runs=a.runs, clock=a.clock)
+            row.update(
+                chosen={"index": chosen["index"], "params": cands[chosen["index"]], "score": chosen["score"]},
+                predicted_ms=chosen["latency_ms"], measured_p50_ms=measured[0], measurement_spread=spread[0],
+                within_budget=measured[0] <= budget, device=device,
+            )  # fmt: skip
+        out.append(row)
+        print(f"budget {budget} ms: chosen {row.get('chosen', {}) and row['chosen']['index']}, predicted "
+              f"{row.get('predicted_ms')}, measured {row.get('measured_p50_ms')}, within {row.get('within_budget')}",
+              flush=True)  # fmt: skip
+    doc = json.loads(RESULT.read_text()) if RESULT.is_file() else {}
+    doc.setdefault("kinds_search", {})[f"{a.kind}-{a.clock}"] = {
+        "command": "python benchmarks/predictor_kinds.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "target": Path(tname).relative_to(ROOT).as_posix() if "/" in tname else tname,
+        "predictor": pfile.name,
+        "candidates": len(models),
+        "budgets_from": "25th/50th/75th percentile of the candidates' predicted latency",
+        "runs": out,
+    }
+    RESULT.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("write", "measure"))
+    ap.add_argument("step", choices=("write", "measure", "search"))
+    ap.add_argument("--kind", default="tflite-int8", help="search: the kind whose predictor sets the budget")
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--models", type=int, default=100, help="calibration models per kind")
@@ -250,7 +333,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", choices=("thread", "wall"), default="thread")
     a = ap.parse_args()
-    return write(a) if a.step == "write" else measure(a)
+    return {"write": write, "measure": measure, "search": search}[a.step](a)
 
 
 if __name__ == "__main__":

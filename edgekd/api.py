@@ -242,6 +242,7 @@ def search(
     proxy: str = "diswot",
     budget: dict[str, float] | None = None,
     seeds: int = 1,
+    precision: str = "fp32",
 ) -> Any:
     """Run only the search pass(es) of ``config`` (and the report); ``metrics["search"]`` holds the Pareto set.
     ``allow_code`` as for :func:`compile`.
@@ -249,11 +250,12 @@ def search(
     With a list of candidates instead of a config (modules or zero-argument builders; see :func:`score`), rank them
     against ``teacher`` on ``batches`` and return a :class:`Ranking`: the score, params, MACs and, when
     ``budget`` has ``latency_ms``, the latency on ``target`` (this host measured, or the target's predictor) of
-    each; the Pareto set; the best candidate within ``budget`` (``params``, ``macs``, ``latency_ms``)."""
+    each, timed as the kind of file the target ships at ``precision`` (fp32 | int8); the Pareto set; the best
+    candidate within ``budget`` (``params``, ``macs``, ``latency_ms``)."""
     if isinstance(config, list | tuple):
         if teacher is None or batches is None:
             raise ConfigError("search over candidates needs teacher= and batches=", fix="pass both (see README)")
-        return _rank(list(config), teacher, batches, proxy, budget or {}, seeds, target)
+        return _rank(list(config), teacher, batches, proxy, budget or {}, seeds, target, precision)
     cfg = load_model_config(config, overrides)
     kept = [p for p in cfg.passes if p.name == "search"]
     if not kept:
@@ -264,7 +266,7 @@ def search(
 
 def _rank(
     candidates: list[Any], teacher: torch.nn.Module, batches: Any, proxy: str, budget: dict[str, float],
-    seeds: int, target: str | Path | TargetConfig,
+    seeds: int, target: str | Path | TargetConfig, precision: str = "fp32",
 ) -> Ranking:  # fmt: skip
     from edgekd.latency.search_latency import candidate_latency
     from edgekd.models.count import count_macs, count_params
@@ -280,7 +282,7 @@ def _rank(
     timed = "latency_ms" in budget
     measure = None
     if timed:
-        lat = candidate_latency(target if isinstance(target, TargetConfig) else load_target(target))
+        lat = candidate_latency(target if isinstance(target, TargetConfig) else load_target(target), precision)
         if lat.fn is None:
             raise PipelineError(
                 f"budget latency_ms: {target} cannot be measured here and has no latency predictor",

@@ -157,7 +157,7 @@ def train(
     ``resume``: a file where the whole training state (weights, optimizer, schedule, random generators, history)
     is written after every epoch; when it exists, training continues from it, exactly as if it had not stopped
     (same settings required; the device and threads may differ). Long trainings survive a crash or a new
-    machine this way.
+    machine this way. ``settings.threads`` holds for this training only: the thread count is restored after.
     """
     if len(data) == 0:
         raise TrainingError("the training split is empty", fix="check data.* in model.yaml (fraction, limits, path)")
@@ -165,8 +165,12 @@ def train(
     strays = [p for p in extra_params or [] if p.device != device]
     if strays:
         raise ValueError(f"{len(strays)} extra parameter(s) are on {strays[0].device}, not on {device}")
-    with on_device(model, device):
-        return _train(model, data, loss_fn, settings, device, val, progress, on_epoch, extra_params, resume)
+    threads = torch.get_num_threads()
+    try:
+        with on_device(model, device):
+            return _train(model, data, loss_fn, settings, device, val, progress, on_epoch, extra_params, resume)
+    finally:  # ``settings.threads`` is this training's: the caller's process keeps its own thread count
+        torch.set_num_threads(threads)
 
 
 def _train(

@@ -87,3 +87,14 @@ def test_precomputed_teacher_logits_train_exactly_like_computed_ones() -> None:
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     with pytest.raises(ValueError, match="teacher_logits has 3 rows for 64 training images"):
         fit(student, student, teacher, data, None, recipe, teacher_logits=torch.zeros(3, 2))
+
+
+def test_training_threads_do_not_leak_into_the_caller() -> None:
+    # a training with its own thread count (the distill pass's threads:) left the whole process on it, so later
+    # work (another compile, a parity check) ran with other numerics than it would alone
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    model = zoo.build("resnet", {"depth": 8, "width": 4, "in_channels": 1, "num_classes": 2})
+    loss = lambda z, y, i, x: {"ce": torch.nn.functional.cross_entropy(z, y)}  # noqa: E731
+    train(model, _data(32), loss, TrainSettings(epochs=1, batch_size=16, augment=False, threads=want))
+    assert torch.get_num_threads() == before
