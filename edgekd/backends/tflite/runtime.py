@@ -173,6 +173,23 @@ def _argument_position(detail: dict[str, Any]) -> int:
     return int(match.group(1)) if match else int(detail["index"])
 
 
+def tensor_type_names(schema: Any) -> dict[int, str]:
+    """TFLite tensor type code -> name (``FLOAT32``, ``INT8``, ...)."""
+    return {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+def operator_names(schema: Any, model: Any) -> list[str]:
+    """The builtin operator name (``CONV_2D``, ...; ``CUSTOM`` for others) of each operator code of a flatbuffer
+    ``model`` (``schema.Model``), by opcode index: newer files keep large codes in ``BuiltinCode``, older ones in
+    ``DeprecatedBuiltinCode``."""
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    out = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        out.append(op_names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "CUSTOM"))
+    return out
+
+
 def op_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a ``.tflite`` graph computes in: operator counts by output type, the input/output types, and the
     operators that produce float tensors (in a full-integer file these are the ones left out of INT8)."""
@@ -181,17 +198,13 @@ def op_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     buf = Path(path).read_bytes()
     model = schema.Model.GetRootAsModel(buf, 0)
     graph = model.Subgraphs(0)
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        codes.append(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()))
+    type_names = tensor_type_names(schema)
+    names = operator_names(schema, model)
     counts: Counter[str] = Counter()
     float_ops: Counter[str] = Counter()
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        name = op_names.get(codes[op.OpcodeIndex()], "CUSTOM")
+        name = names[op.OpcodeIndex()]
         out_type = type_names.get(graph.Tensors(op.Outputs(0)).Type(), "?") if op.OutputsLength() else "?"
         counts[f"{name}:{out_type}"] += 1
         if out_type.startswith("FLOAT"):

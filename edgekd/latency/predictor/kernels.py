@@ -270,6 +270,36 @@ def _pad(channels: int, block: int) -> int:
     return -(-channels // block) * block
 
 
+def conv_key(
+    k: int, cin: int, cout: int, group: int, transpose: bool = False, channel_block: int = 1
+) -> tuple[str, float, float]:
+    """(type key, MACs scale, weight scale) of a convolution with square kernel ``k`` (0: not square), shared by
+    the ONNX and TFLite detectors: ``dwconv`` / ``gconv`` / ``deconv`` / ``conv{k}x{k}`` / ``convkxk``, keyed by
+    alignment when ``channel_block`` is 1, else by algorithm with the channels padded to the block (scale > 1)."""
+    depthwise = group > 1 and group == cin
+    if depthwise:
+        key = "dwconv"
+    elif group > 1:
+        key = "gconv"
+    elif transpose:
+        key = "deconv"
+    else:
+        key = f"conv{k}x{k}" if k in CONV_SIZES else "convkxk"
+    if channel_block > 1 and not transpose and cout and cin and (group == 1 or depthwise):
+        b = channel_block
+        if depthwise:  # blocked when the channels are a multiple of 4, then every channel is padded
+            plain, scale = cout % 4 != 0, _pad(cout, b) / cout
+        elif cin < b:  # the plain-input path reads cin channels as they are
+            plain, scale = False, _pad(cout, b) / cout
+            key += ".nchw"
+        else:  # blocked when the input channels are a multiple of 4, then both sides are padded
+            plain, scale = cin % 4 != 0, (_pad(cout, b) / cout) * (_pad(cin, b) / cin)
+        if plain:  # the runtime's generic (unblocked) convolution, unpadded
+            key, scale = key + ".plain", 1.0
+        return key, scale, scale
+    return key + _alignment(cin, cout, group), 1.0, 1.0
+
+
 def _dense_features(
     n: onnx.NodeProto,
     shapes: dict[str, tuple[list[int], int]],
@@ -292,28 +322,8 @@ def _dense_features(
         macs = _numel(y_shape) * per_out if n.op_type == "Conv" else _numel(x_shape) * _numel(w_shape[1:])
         k = kernel[0] if kernel and all(v == kernel[0] for v in kernel) else 0
         cout = y_shape[1] if len(y_shape) > 1 else 0
-        depthwise = group > 1 and group == cin
-        if depthwise:
-            key = "dwconv"
-        elif group > 1:
-            key = "gconv"
-        elif n.op_type == "ConvTranspose":
-            key = "deconv"
-        else:
-            key = f"conv{k}x{k}" if k in CONV_SIZES else "convkxk"
-        if channel_block > 1 and n.op_type == "Conv" and cout and (group == 1 or depthwise):
-            b = channel_block
-            if depthwise:  # blocked when the channels are a multiple of 4, then every channel is padded
-                plain, scale = cout % 4 != 0, _pad(cout, b) / cout
-            elif cin < b:  # the plain-input path reads cin channels as they are
-                plain, scale = False, _pad(cout, b) / cout
-                key += ".nchw"
-            else:  # blocked when the input channels are a multiple of 4, then both sides are padded
-                plain, scale = cin % 4 != 0, (_pad(cout, b) / cout) * (_pad(cin, b) / cin)
-            if plain:  # the runtime's generic (unblocked) convolution, unpadded
-                key, scale = key + ".plain", 1.0
-            return key, float(round(macs * scale)), float(round(w_bytes * scale))
-        return key + _alignment(cin, cout, group), float(macs), float(w_bytes)
+        key, macs_scale, w_scale = conv_key(k, cin, cout, group, n.op_type == "ConvTranspose", channel_block)
+        return key, float(round(macs * macs_scale)), float(round(w_bytes * w_scale))
     # Gemm / MatMul: output elements times the reduced dimension
     a_shape = shapes.get(n.input[0], ([], 4))[0]
     kdim = a_shape[-1] if a_shape else 0

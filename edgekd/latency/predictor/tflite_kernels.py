@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekd.backends.tflite.runtime import operator_names, tensor_type_names
 from edgekd.core.errors import ProfilingError
-from edgekd.latency.predictor.kernels import CONV_SIZES, Graph, Kernel, _alignment, _numel, _pad
+from edgekd.latency.predictor.kernels import Graph, Kernel, _numel, conv_key
 
 CONVS = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"}
 DENSE = {"FULLY_CONNECTED", "BATCH_MATMUL"}
@@ -91,12 +92,8 @@ def detect_tflite(path: str | os.PathLike[str], batch: int = 1, channel_block: i
         raise ValueError(f"channel_block must be >= 1, got {channel_block}")
     schema, model = _load(path)
     g = model.Subgraphs(0)
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        codes.append(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()))
+    type_names = tensor_type_names(schema)
+    names = operator_names(schema, model)
     tensors = _Tensors({}, {}, set())
     for i in range(g.TensorsLength()):
         t = g.Tensors(i)
@@ -108,7 +105,7 @@ def detect_tflite(path: str | os.PathLike[str], batch: int = 1, channel_block: i
     kernels: list[Kernel] = []
     for idx in range(g.OperatorsLength()):
         op = g.Operators(idx)
-        name = op_names.get(codes[op.OpcodeIndex()], "CUSTOM")
+        name = names[op.OpcodeIndex()]
         ins = [int(op.Inputs(j)) for j in range(op.InputsLength())]
         outs = [int(op.Outputs(j)) for j in range(op.OutputsLength())]
         data = [i for i in ins if i >= 0 and i not in tensors.consts]
@@ -201,29 +198,9 @@ def _dense_features(
     else:
         cin_w = w[3] if len(w) == 4 else cin
         group, macs = max(cin // max(cin_w, 1), 1), _numel(y) * cin_w * kh * kw
-    depthwise = group > 1 and group == cin
-    if depthwise:
-        key = "dwconv"
-    elif group > 1:
-        key = "gconv"
-    elif transpose:
-        key = "deconv"
-    else:
-        key = f"conv{kh}x{kw}" if kh == kw and kh in CONV_SIZES else "convkxk"
-    if channel_block > 1 and not transpose and cout and cin and (group == 1 or depthwise):
-        b = channel_block
-        if depthwise:  # blocked when the channels are a multiple of 4, then every channel is padded
-            plain, scale = cout % 4 != 0, _pad(cout, b) / cout
-        elif cin < b:  # the plain-input path reads cin channels as they are
-            plain, scale = False, _pad(cout, b) / cout
-            key += ".nchw"
-        else:  # blocked when the input channels are a multiple of 4, then both sides are padded
-            plain, scale = cin % 4 != 0, (_pad(cout, b) / cout) * (_pad(cin, b) / cin)
-        if plain:  # the runtime's generic (unblocked) convolution, unpadded
-            key, scale = key + ".plain", 1.0
-        w_only = tensors.nbytes(ins[1]) if ins[1] in weights else 0.0
-        return key, float(round(macs * scale)), float(round(w_only * scale + wbytes - w_only))
-    return key + _alignment(cin, cout, group), float(macs), float(wbytes)
+    key, macs_scale, w_scale = conv_key(kh if kh == kw else 0, cin, cout, group, transpose, channel_block)
+    w_only = tensors.nbytes(ins[1]) if ins[1] in weights else 0.0  # the bias is not padded
+    return key, float(round(macs * macs_scale)), float(round(w_only * w_scale + wbytes - w_only))
 
 
 def kernel_table_tflite(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
