@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ Precision = Literal["fp32", "fp16", "int8"]
 
 
 #: runtimes whose targets, when their device is local, are this machine itself (x86 ONNX Runtime targets)
-HOST_RUNTIMES = ("onnxruntime", "litert")  # runtimes the runner can time on this machine
+HOST_RUNTIMES = ("onnxruntime", "litert")  # runtimes the runner can time on this machine (see is_host)
 PredictorKey = Literal["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
 
 
@@ -193,8 +194,11 @@ class TargetConfig(Strict):
 
     @property
     def is_host(self) -> bool:
-        """True when this target is the machine edgekd runs on (a local device running ONNX Runtime or LiteRT)."""
-        return self.device.kind == "local" and self.runtime.name in HOST_RUNTIMES
+        """True when this target is the machine edgekd runs on: a local device running ONNX Runtime, or LiteRT on
+        this machine's CPU architecture (a LiteRT board described without its SSH device is not this host)."""
+        if self.device.kind != "local" or self.runtime.name not in HOST_RUNTIMES:
+            return False
+        return self.runtime.name == "onnxruntime" or self.cpu_arch == platform.machine()
 
 
 def parse_target(raw: Any, source: Path | None = None) -> TargetConfig:

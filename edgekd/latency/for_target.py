@@ -85,19 +85,29 @@ def predicted_for(
 ) -> dict[str, dict[str, Any]]:
     """The target's predicted latency record of each file (by path) that its latency predictor of that kind of file
     (fp32 / INT8 ONNX, fp32 / INT8 ``.tflite``) can predict; notes why not for the others, or why a predictor could
-    not be used. Files of a kind the target has no predictor for are left out silently."""
+    not be used. A target with no predictor at all gets no note; one with predictors of other kinds notes each
+    file it cannot predict and the command that builds the missing predictor."""
     from edgekd.latency.predictor.files import PredictorKind, file_kind
 
     loaded: dict[PredictorKind, Any] = {}
     out = {}
+    unpredicted: list[tuple[Path, PredictorKind]] = []
     for p in paths:
         try:
             kind = file_kind(p)
             if kind not in loaded:
                 loaded[kind] = load_for_target(target, kind)
             pred = loaded[kind]
-            if pred is not None:
+            if pred is None:
+                unpredicted.append((Path(p), kind))
+            else:
                 out[str(p)] = pred.predict(p, target.profile.batch).to_latency(per_layer or 5)
         except ProfilingError as exc:
             note(f"{Path(p).name}: latency on {target.name} not predicted: {exc.message}")
+    if any(v is not None for v in loaded.values()):
+        for p, kind in unpredicted:
+            note(
+                f"{p.name}: latency on {target.name} not predicted: it has no {kind.key} latency predictor (build "
+                f"it: edgekd profile --build-predictor --target {target.name} --precision {kind.precision})"
+            )
     return out

@@ -5,6 +5,7 @@ calibration never mixes device and host timings; the search times candidates as 
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,8 @@ def test_litert_predictor_on_this_host(tmp_path: Path) -> None:
     pytest.importorskip("litert_torch")
     target = load_target(_litert_target(tmp_path))
     assert target.is_host  # LiteRT runs here: calibrated and measured on this host
+    board = target.model_copy(update={"cpu_arch": "aarch64" if platform.machine() != "aarch64" else "x86_64"})
+    assert not board.is_host  # a LiteRT board of another architecture described without its SSH device
     pred = build_predictor(target, models=5, repeats=1, runs=10, max_macs=2e6)
     assert pred.kind == TFLITE_FP32 and pred.device["runtime"] == "litert" and pred.device["delegate"] == "xnnpack"
     assert pred.device["kernels_ran"] == ["xnnpack"]

@@ -25,12 +25,16 @@ def test_result_json_v2_says_where_every_latency_comes_from(board_run: CompileRe
     for name in ("onnx", "onnx_int8", "teacher_onnx"):
         lat = arts[name]["latency"]
         assert lat["source"] == "measured-host" and lat["on_target"] is False and lat["measured"] is True
-    # fp32 graphs are predicted for the board from its kernel table; INT8 kernels are not in the table
+    # fp32 graphs are predicted for the board from its fp32 kernel table; it has no INT8 predictor
     pred = arts["onnx"]["latency"]["predicted"]
     assert pred["source"] == "predicted" and pred["measured"] is False and pred["p50_ms"] > 0.01
     assert "test-board.predictor.json" in pred["where"] and pred["per_layer"]
     assert "predicted" not in arts["onnx_int8"]["latency"]
-    assert any("student.int8.onnx: latency on test-board not predicted" in n for n in r["notes"])
+    assert any(
+        "student.int8.onnx: latency on test-board not predicted: it has no onnx-int8 latency predictor" in n
+        and "--precision int8" in n
+        for n in r["notes"]
+    )
     assert r["environment"]["latency_sources"] == ["measured-host"]
     assert r["environment"]["threads"] == 1 and "int8" in r["environment"]["precisions"]
 
