@@ -23,6 +23,7 @@ quantize or dequantize at the graph's boundary, which is a ``quant`` kernel.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,6 +121,7 @@ def _load(model: str | os.PathLike[str] | onnx.ModelProto, batch: int) -> onnx.M
         if dims and not (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
             dims[0].ClearField("dim_param")
             dims[0].dim_value = batch
+    proto = _as_ort_runs_it(proto)
     try:
         return shape_inference.infer_shapes(proto)
     except Exception as exc:
@@ -127,6 +129,26 @@ def _load(model: str | os.PathLike[str] | onnx.ModelProto, batch: int) -> onnx.M
             f"{getattr(model, 'name', model)}: ONNX shape inference failed ({exc})",
             fix="export the model with fixed input shapes (only the batch may be dynamic)",
         ) from exc
+
+
+def _as_ort_runs_it(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph after ONNX Runtime's basic (graph-level, runtime-independent) optimisations: constant folding
+    (shape arithmetic an exporter leaves behind, e.g. the computed pads of a same-padding convolution), Pad and
+    BatchNormalization folded into convolutions, redundant nodes removed. That is the graph ONNX Runtime runs
+    before it picks kernels; kernels are detected on it. Falls back to the graph as given when ONNX Runtime
+    cannot load it (the runner would fail on it too, with its own message)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-kernels-") as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(Path(tmp) / "basic.onnx")
+        so.log_severity_level = 3
+        try:
+            ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            return onnx.load(so.optimized_model_filepath)
+        except Exception:
+            return proto
 
 
 def _numel(shape: Iterable[int]) -> float:

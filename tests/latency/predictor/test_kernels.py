@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,18 @@ def test_unreadable_file_is_a_profiling_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(ProfilingError, match=r"bad\.onnx: cannot read as ONNX"):
         detect(bad)
+
+
+def test_exporter_shape_arithmetic_is_folded_as_onnx_runtime_folds_it(tmp_path: Path) -> None:
+    # EfficientNet-Lite0's same-padding convolutions export their pads as ConstantOfShape/Concat/Slice/Cast
+    # chains feeding a Pad: ONNX Runtime folds them into the convolution, but read as exported they were 85
+    # "other" kernels and the depthwise convolutions (whose input shape was then unknown) "gconv"
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    torch.manual_seed(0)
+    path = export_onnx(
+        EfficientNet.from_name("efficientnet-lite0").eval(), torch.zeros(1, 3, 64, 64), tmp_path / "l0.onnx"
+    )
+    types = Counter(k.type for k in detect(path, channel_block=16).kernels)
+    assert types == {"conv1x1": 32, "dwconv": 16, "conv3x3.nchw": 1, "gpool": 1, "reshape": 1, "gemm": 1}
