@@ -22,7 +22,9 @@ Precision = Literal["fp32", "fp16", "int8"]
 
 
 #: runtimes whose targets, when their device is local, are this machine itself (x86 ONNX Runtime targets)
-HOST_RUNTIMES = ("onnxruntime", "litert")  # runtimes the runner can time on this machine (see is_host)
+# runtimes the runner can time on this machine -> whether a local target of that runtime is this host only when its
+# cpu_arch is this machine's (a LiteRT target described without its SSH device is usually a board, not this host)
+HOST_RUNTIMES = {"onnxruntime": False, "litert": True}
 PredictorKey = Literal["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
 
 
@@ -198,7 +200,7 @@ class TargetConfig(Strict):
         this machine's CPU architecture (a LiteRT board described without its SSH device is not this host)."""
         if self.device.kind != "local" or self.runtime.name not in HOST_RUNTIMES:
             return False
-        return self.runtime.name == "onnxruntime" or self.cpu_arch == platform.machine()
+        return not HOST_RUNTIMES[self.runtime.name] or self.cpu_arch == platform.machine()
 
 
 def parse_target(raw: Any, source: Path | None = None) -> TargetConfig:

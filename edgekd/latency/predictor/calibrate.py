@@ -240,7 +240,7 @@ def measure_files(
         # LiteRT: the delegate asked for and what ran each file (XNNPACK declines nodes it cannot run)
         **(
             {"delegate": delegate, "kernels_ran": sorted({p for s in stats for p in s.providers})}
-            if first and first.runtime == "litert"
+            if any(p.suffix == ".tflite" for p in paths)
             else {}
         ),
         **{k: v for k, v in info.items() if k not in ("where",)},

@@ -84,8 +84,9 @@ def test_fp32_convolutions_match_the_onnx_detector(files: dict[str, Path], name:
     onnx_g = detect(files[f"{name}.onnx"], channel_block=block)
     tfl = detect_tflite(files[f"{name}_fp32"], channel_block=block)
     assert _dense_macs(tfl) == pytest.approx(_dense_macs(onnx_g), rel=0.01)
-    # the same keys, alignment / padding suffixes included, in the same order
-    assert _dense(tfl) == _dense(onnx_g)
+    # the same keys, alignment / padding suffixes included (in any order: ONNX Runtime's optimiser may schedule a
+    # shortcut convolution after the main branch's)
+    assert Counter(_dense(tfl)) == Counter(_dense(onnx_g))
     if name == "plain" and block == 1:
         assert Counter(_dense(tfl)) == {"conv3x3.a16": 1, "dwconv.a16": 1, "conv1x1.a16": 1, "conv1x1.a8": 1, "gemm": 1}
     if name == "resnet":  # no pooling before the classifier: every MAC is a conv or the fc
