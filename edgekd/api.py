@@ -377,7 +377,7 @@ def predict(model: str | Path, target: str | Path | TargetConfig = "x86-cpu", pe
     """The latency record of a model file (fp32 or INT8 ONNX, fp32 or INT8 ``.tflite``) predicted by ``target``'s
     latency predictor of that kind of file (ProfilingError if it has none)."""
     from edgekd.core.errors import ProfilingError
-    from edgekd.latency.predictor.files import file_kind
+    from edgekd.latency.predictor.files import file_kind, target_artifact
     from edgekd.latency.predictor.lookup import load_for_target, predictor_path
 
     tgt = target if isinstance(target, TargetConfig) else load_target(target)
@@ -387,7 +387,7 @@ def predict(model: str | Path, target: str | Path | TargetConfig = "x86-cpu", pe
         raise ProfilingError(
             f"target {tgt.name} has no {kind.key} latency predictor ({predictor_path(tgt, kind)}) for {model}",
             fix=f"build it: edgekd profile --build-predictor --target {tgt.name} --precision {kind.precision}"
-            + ("" if tgt.backends[0] == "tflite" or kind.artifact == "onnx" else " (on a target that ships .tflite)"),
+            + ("" if kind.artifact == target_artifact(tgt) else f" (on a target that ships {kind.describe} files)"),
         )
     return pred.predict(model, tgt.profile.batch).to_latency(per_layer)
 

@@ -47,9 +47,12 @@ class PredictorKind:
 
 
 def target_artifact(target: Any) -> str:
-    """The format a target ships: ``tflite`` when its first backend is TFLite, else ``onnx`` (ONNX Runtime, and
-    TensorRT, which builds its engines on the device from the ONNX file)."""
-    return "tflite" if target.backends[0] == "tflite" else "onnx"
+    """The format a target ships: its first backend's file format (the backend table's suffix) when a predictor
+    reads it, else ``onnx`` (TensorRT, which builds its engines on the device from the ONNX file)."""
+    from edgekd.backends.base import BACKENDS
+
+    fmt = BACKENDS[target.backends[0]].suffixes[0].lstrip(".")
+    return fmt if fmt in ARTIFACTS else "onnx"
 
 
 def shipped_kind(target: Any, precision: str | None) -> PredictorKind:

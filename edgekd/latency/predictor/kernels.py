@@ -22,6 +22,7 @@ quantize or dequantize at the graph's boundary, which is a ``quant`` kernel.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterable
@@ -137,6 +138,14 @@ def _as_ort_runs_it(proto: onnx.ModelProto) -> onnx.ModelProto:
     BatchNormalization folded into convolutions, redundant nodes removed. That is the graph ONNX Runtime runs
     before it picks kernels; kernels are detected on it. Falls back to the graph as given when ONNX Runtime
     cannot load it (the runner would fail on it too, with its own message)."""
+    optimised = _optimised(proto.SerializeToString())
+    return proto if optimised is None else onnx.ModelProto.FromString(optimised)
+
+
+@functools.lru_cache(maxsize=2)
+def _optimised(serialized: bytes) -> bytes | None:
+    """ONNX Runtime's basic optimisations of a serialized model (None when it cannot load it), kept for the last
+    two models: a predictor detects each file once per candidate channel block, one after the other."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="edgekd-kernels-") as tmp:
@@ -145,10 +154,10 @@ def _as_ort_runs_it(proto: onnx.ModelProto) -> onnx.ModelProto:
         so.optimized_model_filepath = str(Path(tmp) / "basic.onnx")
         so.log_severity_level = 3
         try:
-            ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-            return onnx.load(so.optimized_model_filepath)
+            ort.InferenceSession(serialized, so, providers=["CPUExecutionProvider"])
+            return Path(so.optimized_model_filepath).read_bytes()
         except Exception:
-            return proto
+            return None
 
 
 def _numel(shape: Iterable[int]) -> float:
