@@ -224,9 +224,11 @@ class Ranking:
 
     ranked: list[dict[str, Any]]
     pareto: list[dict[str, Any]]  # no other candidate has both a higher score and a lower cost
-    chosen: dict[str, Any] | None  # the best within the budget (None: none meets it)
+    chosen: dict[str, Any] | None  # the best within the (first) budget (None: none meets it)
     proxy: str
     cost: str  # latency_ms (measured where the target says) or macs
+    # several budgets (a list under latency_ms or macs): one {"budget", "chosen"} per budget, else None
+    per_budget: list[dict[str, Any]] | None = None
 
 
 def search(
@@ -240,7 +242,7 @@ def search(
     teacher: torch.nn.Module | None = None,
     batches: Any = None,
     proxy: str = "diswot",
-    budget: dict[str, float] | None = None,
+    budget: dict[str, float | list[float]] | None = None,
     seeds: int = 1,
     precision: str = "fp32",
 ) -> Any:
@@ -251,7 +253,9 @@ def search(
     against ``teacher`` on ``batches`` and return a :class:`Ranking`: the score, params, MACs and, when
     ``budget`` has ``latency_ms``, the latency on ``target`` (this host measured, or the target's predictor) of
     each, timed as the kind of file the target ships at ``precision`` (fp32 | int8); the Pareto set; the best
-    candidate within ``budget`` (``params``, ``macs``, ``latency_ms``)."""
+    candidate within ``budget`` (``params``, ``macs``, ``latency_ms``). A list under ``latency_ms`` or ``macs``
+    is several budgets at once (AutoDistil): each candidate is timed once, ``per_budget`` holds the best within each,
+    ``chosen`` and ``within_budget`` are the first's."""
     if isinstance(config, list | tuple):
         if teacher is None or batches is None:
             raise ConfigError("search over candidates needs teacher= and batches=", fix="pass both (see README)")
@@ -265,21 +269,29 @@ def search(
 
 
 def _rank(
-    candidates: list[Any], teacher: torch.nn.Module, batches: Any, proxy: str, budget: dict[str, float],
+    candidates: list[Any], teacher: torch.nn.Module, batches: Any, proxy: str, budget: dict[str, Any],
     seeds: int, target: str | Path | TargetConfig, precision: str = "fp32",
 ) -> Ranking:  # fmt: skip
+    from edgekd.core.schema import validation_problems
     from edgekd.latency.search_latency import candidate_latency
     from edgekd.models.count import count_macs, count_params
     from edgekd.stages.search.evolution import Evaluated, pareto
     from edgekd.stages.search.proxies import build_seeded
+    from edgekd.stages.search.stage import Budget
 
-    unknown = set(budget) - {"params", "macs", "latency_ms"}
-    if unknown:
-        raise ConfigError(f"budget: unknown key(s) {', '.join(sorted(unknown))}", fix="use params, macs, latency_ms")
+    try:
+        limits = Budget.model_validate(budget)
+    except ValidationError as exc:
+        problems = validation_problems(exc, Budget, "budget")
+        raise ConfigError(
+            "; ".join(problems),
+            fix="use params, macs, latency_ms (numbers; a list under one of macs or latency_ms for several budgets)",
+            problems=problems,
+        ) from None
     shape = tuple(_batch_pairs(batches)[0][0].shape[1:])
     models = [c if isinstance(c, torch.nn.Module) else build_seeded(c, 0) for c in candidates]
     scores = score(models, teacher, batches, proxy, seeds)
-    timed = "latency_ms" in budget
+    timed = limits.latency_ms is not None
     measure = None
     if timed:
         lat = candidate_latency(target if isinstance(target, TargetConfig) else load_target(target), precision)
@@ -290,18 +302,29 @@ def _rank(
             )
         measure = lat.fn
     rows = []
-    for i, (m, s) in enumerate(zip(models, scores, strict=True)):
+    for i, (m, s) in enumerate(zip(models, scores, strict=True)):  # each candidate timed once, for every budget
         row = {"index": i, "score": s, "params": count_params(m), "macs": count_macs(m, shape)}
         row["latency_ms"] = measure(m, shape) if measure is not None else None
-        row["within_budget"] = all(row[k] is not None and row[k] <= v for k, v in budget.items())
         rows.append(row)
+
+    def within(row: dict[str, Any], limit: Budget) -> bool:
+        return all(row[k] is not None and row[k] <= v for k, v in limit.model_dump(exclude_none=True).items())
+
+    each = limits.each()
+    for row in rows:
+        row["within_budget"] = within(row, each[0])
     cost = "latency_ms" if timed else "macs"
     ranked = sorted(rows, key=lambda r: -r["score"])
     # the search pass's Pareto rule (cost: latency when measured, else MACs), over these rows
     evaluated = [Evaluated((r["index"],), {}, r["score"], 0.0, r["params"], r["macs"], r["latency_ms"]) for r in rows]
     front = [rows[e.cand[0]] for e in pareto(evaluated)]
-    chosen = next((r for r in ranked if r["within_budget"]), None)
-    return Ranking(ranked, front, chosen, proxy, cost)
+    best = [next((r for r in ranked if within(r, limit)), None) for limit in each]
+    per_budget = (
+        [{"budget": limit.model_dump(exclude_none=True), "chosen": b} for limit, b in zip(each, best, strict=True)]
+        if limits.swept()
+        else None
+    )
+    return Ranking(ranked, front, best[0], proxy, cost, per_budget)
 
 
 def targets() -> list[TargetConfig]:

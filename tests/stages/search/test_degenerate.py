@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.core.errors import ModelError
+from edgekd.core.errors import ConfigError, ModelError
 from edgekd.data.sources import FASHION_MNIST_SUBSET
 from edgekd.models import zoo
 from edgekd.stages.search.correlation import kendall_tau, spearman_rho
@@ -173,3 +173,39 @@ def test_search_ranks_a_users_own_candidates_under_a_budget(batch: ProbeBatch) -
     assert timed.cost == "latency_ms" and all(row["latency_ms"] > 0 for row in timed.ranked)
     with pytest.raises(edgekd.EdgekdError, match="needs teacher= and batches="):
         edgekd.search(cands)
+
+
+def test_search_over_candidates_takes_several_budgets_at_once(batch: ProbeBatch, monkeypatch) -> None:
+    """A list of budgets (AutoDistil) ranks once and picks the best within each; each candidate is timed once."""
+    import edgekd
+    from edgekd.latency import search_latency
+
+    timed: list[int] = []
+    real = search_latency.measured_latency_ms
+
+    def counting(model: nn.Module, *args: object) -> float:
+        timed.append(id(model))
+        return real(model, *args)
+
+    monkeypatch.setattr(search_latency, "measured_latency_ms", counting)
+    teacher = _net(16)
+    cands = [_net(4), _net(8), _net(16)]
+    macs = [edgekd.search([c], teacher=teacher, batches=(batch.x, batch.y)).ranked[0]["macs"] for c in cands]
+    r = edgekd.search(
+        cands, teacher=teacher, batches=(batch.x, batch.y), budget={"macs": [macs[0], macs[2]], "latency_ms": 1e3}
+    )
+    assert r.per_budget is not None and [b["budget"]["macs"] for b in r.per_budget] == [macs[0], macs[2]]
+    assert r.per_budget[0]["chosen"]["index"] == 0  # only the smallest fits the first budget
+    best_overall = max(r.ranked, key=lambda row: row["score"])
+    assert r.per_budget[1]["chosen"] == best_overall and r.chosen == r.per_budget[0]["chosen"]
+    assert all(row["within_budget"] == (row["macs"] <= macs[0]) for row in r.ranked)  # the first budget's
+    assert sorted(timed) == sorted(id(c) for c in cands)  # one measurement per candidate, not per budget
+    single = edgekd.search(cands, teacher=teacher, batches=(batch.x, batch.y), budget={"macs": macs[2]})
+    assert single.per_budget is None
+    for bad, message in [
+        ({"paramz": 1}, r"budget\.paramz: unknown key 'paramz' \(did you mean 'params'\?\)"),
+        ({"macs": [1.0], "latency_ms": [1.0]}, "several budgets for one of macs or latency_ms, not both"),
+        ({"latency_ms": []}, "latency_ms: give at least one budget"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            edgekd.search(cands, teacher=teacher, batches=(batch.x, batch.y), budget=bad)
