@@ -20,7 +20,8 @@ spaces, ResNet and MobileNet interleaved, then seed 1; ``--chunk N`` stops after
 work remains, 100 when the study is complete), so a shell loop can commit after each chunk.
 
 ``--phase report`` scores every trained candidate with every proxy of ``proxies.PROXIES`` and the DisWOT
-variants of proxy_correlation.py (semantic only, relation only, pooled) on ``--batches`` real training batches
+variants of proxy_correlation.py (semantic only, relation only, pooled), and DisWOT against the *trained* teacher
+(its own weights, BN in eval mode; whole score, relation term, semantic term) on ``--batches`` real training batches
 (scores cached beside the results), and writes ``benchmarks/results/proxy_study.json``: per space and pooled,
 Kendall tau and Spearman rho against seed-0 test accuracy and against the two seeds' mean; the noise ceiling;
 and, for each direction, the best single proxy and the best rank ensemble of two proxies picked on one space
@@ -52,6 +53,7 @@ from proxy_correlation import probe_batches
 
 from edgekd import __version__
 from edgekd.core.artifacts import atomic_write_bytes
+from edgekd.models.taps import run_tapped
 from edgekd.stages.search import proxies
 from edgekd.stages.search.correlation import average_ranks, kendall_tau, spearman_rho
 from edgekd.stages.search.space import MobileNetSpace, ResNetSpace
@@ -73,7 +75,14 @@ MOBILENET = MobileNetSpace(
     stem=8,
 )
 #: the DisWOT variants proxy_correlation.py reports beside the registered proxies
-VARIANTS = ("diswot_semantic_only", "diswot_relation_only", "diswot_pooled")
+VARIANTS = (
+    "diswot_semantic_only",
+    "diswot_relation_only",
+    "diswot_pooled",
+    "diswot_trained_teacher",
+    "diswot_trained_teacher_relation_only",
+    "diswot_trained_teacher_semantic_only",
+)
 BASELINES = tuple(n for n in proxies.PROXIES if n != "diswot")
 
 
@@ -283,6 +292,22 @@ def correlations(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[s
 # ---- scoring ---------------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def trained_teacher_stats(teacher: torch.nn.Module, batch: proxies.ProbeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trained teacher's (g, A) on ``batch``: its own weights, BN in eval mode (its running statistics), the
+    classifier gradient in closed form as for the random teacher. The issue's "teacher's trained weights" variant."""
+    key = (id(teacher), -1)
+    hit = batch.teacher_stats.get(key)
+    if hit is not None:
+        return hit[1], hit[2]
+    teacher.eval()
+    t = run_tapped(teacher, batch.x, "teacher")
+    err = torch.softmax(t.logits, 1) - torch.nn.functional.one_hot(batch.y, t.logits.shape[1]).to(t.logits.dtype)
+    g, a = err.T @ t.pooled / len(batch.y), t.features.flatten(1)
+    batch.teacher_stats[key] = (None, g, a)
+    return g, a
+
+
 def score_candidate(
     cand: dict[str, Any], batches: Sequence[proxies.ProbeBatch], teacher: torch.nn.Module
 ) -> dict[str, list[float]]:
@@ -297,6 +322,11 @@ def score_candidate(
         out.setdefault("diswot_semantic_only", []).append(-m_s)
         out.setdefault("diswot_relation_only", []).append(-m_r)
         out.setdefault("diswot_pooled", []).append(-(proxies.semantic_distance(g_s, g_t, mismatch="pooled") + m_r))
+        g_tt, a_tt = trained_teacher_stats(teacher, batch)
+        tm_s, tm_r = proxies.semantic_distance(g_s, g_tt), proxies.relation_distance(a_s, a_tt)
+        out.setdefault("diswot_trained_teacher", []).append(-(tm_s + tm_r))
+        out.setdefault("diswot_trained_teacher_relation_only", []).append(-tm_r)
+        out.setdefault("diswot_trained_teacher_semantic_only", []).append(-tm_s)
         for name in proxies.PROXIES:
             out.setdefault(name, []).append(proxies.score(name, m, batch, teacher, seed=b))
     return out

@@ -142,3 +142,26 @@ def test_the_study_has_two_spaces_of_24_candidates() -> None:
     assert {k: len(v) for k, v in per_space.items()} == {"resnet": 24, "mobilenet": 24}
     assert per_space == ps.spaces()  # deterministic
     assert {c["arch"] for c in per_space["mobilenet"]} == {"mobilenet"}
+
+
+def test_trained_teacher_stats_use_the_trained_weights_in_eval_mode_and_leave_the_teacher_unchanged() -> None:
+    import torch
+
+    from edgekd.models import zoo
+    from edgekd.stages.search import proxies
+
+    torch.manual_seed(0)
+    teacher = zoo.build("resnet", {"blocks": [1, 1, 1], "widths": [8, 16, 32], "in_channels": 1, "num_classes": 10})
+    with torch.no_grad():
+        teacher.train()
+        teacher(torch.randn(32, 1, 28, 28))  # running statistics that differ from any batch's own
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    batch = proxies.ProbeBatch(x, y, 10)
+    g, a = ps.trained_teacher_stats(teacher, batch)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    teacher.eval()
+    teacher.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(teacher(x), y).backward()
+    assert torch.allclose(g, teacher.fc.weight.grad, atol=1e-6)  # the closed form, on the eval-mode forward
+    assert a.shape[0] == 16 and ps.trained_teacher_stats(teacher, batch)[0] is g  # computed once per batch
