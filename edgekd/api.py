@@ -229,6 +229,8 @@ class Ranking:
     cost: str  # latency_ms (measured where the target says) or macs
     # several budgets (a list under latency_ms or macs): one {"budget", "chosen"} per budget, else None
     per_budget: list[dict[str, Any]] | None = None
+    # under a measured latency budget, the choices measured again (search pass's ``confirm``), else None
+    confirmed: list[dict[str, Any]] | None = None
 
 
 def search(
@@ -245,6 +247,7 @@ def search(
     budget: dict[str, float | list[float]] | None = None,
     seeds: int = 1,
     precision: str = "fp32",
+    confirm: int = 2,
 ) -> Any:
     """Run only the search pass(es) of ``config`` (and the report); ``metrics["search"]`` holds the Pareto set.
     ``allow_code`` as for :func:`compile`.
@@ -255,11 +258,17 @@ def search(
     each, timed as the kind of file the target ships at ``precision`` (fp32 | int8); the Pareto set; the best
     candidate within ``budget`` (``params``, ``macs``, ``latency_ms``). A list under ``latency_ms`` or ``macs``
     is several budgets at once (AutoDistil): each candidate is timed once, ``per_budget`` holds the best within each,
-    ``chosen`` and ``within_budget`` are the first's."""
+    ``chosen`` and ``within_budget`` are the first's. Under a measured latency budget each choice is measured
+    ``confirm`` more times and kept only if the median of its readings stays within the budget, else the next best
+    is tried (``confirmed`` lists the checks; ``confirm=0`` trusts one reading)."""
     if isinstance(config, list | tuple):
+        if confirm < 0:
+            raise ConfigError(
+                f"confirm must be >= 0, got {confirm}", fix="confirm=2 (the default) or 0 to trust one reading"
+            )
         if teacher is None or batches is None:
             raise ConfigError("search over candidates needs teacher= and batches=", fix="pass both (see README)")
-        return _rank(list(config), teacher, batches, proxy, budget or {}, seeds, target, precision)
+        return _rank(list(config), teacher, batches, proxy, budget or {}, seeds, target, precision, confirm)
     cfg = load_model_config(config, overrides)
     kept = [p for p in cfg.passes if p.name == "search"]
     if not kept:
@@ -270,14 +279,15 @@ def search(
 
 def _rank(
     candidates: list[Any], teacher: torch.nn.Module, batches: Any, proxy: str, budget: dict[str, Any],
-    seeds: int, target: str | Path | TargetConfig, precision: str = "fp32",
+    seeds: int, target: str | Path | TargetConfig, precision: str = "fp32", confirm: int = 2,
 ) -> Ranking:  # fmt: skip
     from edgekd.core.schema import validation_problems
     from edgekd.latency.search_latency import candidate_latency
     from edgekd.models.count import count_macs, count_params
+    from edgekd.stages.search.confirm import confirm_choice
     from edgekd.stages.search.evolution import Evaluated, pareto
     from edgekd.stages.search.proxies import build_seeded
-    from edgekd.stages.search.stage import Budget
+    from edgekd.stages.search.stage import CONFIRM_TRIES, Budget
 
     try:
         limits = Budget.model_validate(budget)
@@ -293,6 +303,7 @@ def _rank(
     scores = score(models, teacher, batches, proxy, seeds)
     timed = limits.latency_ms is not None
     measure = None
+    again = False  # measured latencies are read again before a choice is accepted; predicted ones are not
     if timed:
         lat = candidate_latency(target if isinstance(target, TargetConfig) else load_target(target), precision)
         if lat.fn is None:
@@ -301,6 +312,7 @@ def _rank(
                 fix="budget params/macs instead, or build the target's predictor (edgekd profile --build-predictor)",
             )
         measure = lat.fn
+        again = lat.source == "measured-host" and confirm > 0
     rows = []
     for i, (m, s) in enumerate(zip(models, scores, strict=True)):  # each candidate timed once, for every budget
         row = {"index": i, "score": s, "params": count_params(m), "macs": count_macs(m, shape)}
@@ -319,12 +331,35 @@ def _rank(
     evaluated = [Evaluated((r["index"],), {}, r["score"], 0.0, r["params"], r["macs"], r["latency_ms"]) for r in rows]
     front = [rows[e.cand[0]] for e in pareto(evaluated)]
     best = [next((r for r in ranked if within(r, limit)), None) for limit in each]
+    checks: list[dict[str, Any]] = []
+    if again and measure is not None:
+        readings: dict[Any, list[float]] = {}
+        for b, limit in enumerate(each):
+            fits = [r for r in ranked if within(r, limit)]
+            chosen, made = confirm_choice(
+                fits[:CONFIRM_TRIES],
+                float(limit.latency_ms),  # type: ignore[arg-type]
+                confirm,
+                key=lambda r: r["index"],
+                first=lambda r: r["latency_ms"],
+                again=lambda r: measure(models[r["index"]], shape),
+                label=lambda r: f"candidate {r['index']}",
+                readings=readings,
+            )
+            checks += [{"budget": b, **m.record()} for m in made]
+            best[b] = chosen
+            if b == 0:  # over the first budget when measured again: not within it after all
+                for row, m in zip(fits, made, strict=False):
+                    row["within_budget"] = m.within
+        for row in rows:
+            if row["index"] in readings:
+                row["latency_readings_ms"] = readings[row["index"]]
     per_budget = (
         [{"budget": limit.model_dump(exclude_none=True), "chosen": b} for limit, b in zip(each, best, strict=True)]
         if limits.swept()
         else None
     )
-    return Ranking(ranked, front, best[0], proxy, cost, per_budget)
+    return Ranking(ranked, front, best[0], proxy, cost, per_budget, checks or None)
 
 
 def targets() -> list[TargetConfig]:

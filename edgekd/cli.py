@@ -114,13 +114,18 @@ def _cmd_search(a: argparse.Namespace) -> int:
         return f"  {r['label']:{width}s} {sc} {r['params']:8d} {r['macs']:10d} {lat:>10s}{mark}"
 
     for r in s["pareto"]:
-        print(line(r, "  <- chosen" if r == s["chosen"] else ""))
+        print(line(r, "  <- chosen" if r["label"] == s["chosen"]["label"] else ""))
     if s.get("per_budget"):
         print("One student per budget (the compile trains the first):")
         for b in s["per_budget"]:
             limit = ", ".join(f"{k} <= {v:g}" for k, v in b["budget"].items())
             print(f"  {limit}:")
             print(line(b["chosen"]))
+    if s.get("confirmed"):
+        print("Measured again before it was chosen (median of every reading):")
+        for m in s["confirmed"]:
+            verdict = "within" if m["within"] else "OVER, not chosen"
+            print(f"  {m['label']}: {m['median_ms']:.4g} ms of {m['budget_ms']:g} ms budget, {verdict}")
     print(f"search.json: {res.artifacts['search_json']}")
     return 0
 

@@ -68,4 +68,26 @@ def search_section(s: dict[str, Any]) -> Section:
             ]
         )
     sec.blocks.append(Table(["candidate", "score", "params", "MACs", "latency ms"], rows))
+    if s.get("confirmed"):
+        sec.blocks.append(
+            Text(
+                "Before a choice was accepted its latency was measured again; it is kept when the median of every "
+                "reading is within the budget (one lucky reading does not make it):"
+            )
+        )
+        sec.blocks.append(
+            Table(
+                ["candidate", "readings ms", "median ms", "budget ms", "verdict"],
+                [
+                    [
+                        m["label"],
+                        ", ".join(f"{r:.3f}" for r in m["readings_ms"]),
+                        f"{m['median_ms']:.3f}",
+                        f"{m['budget_ms']:g}",
+                        "within" if m["within"] else "over: not chosen",
+                    ]
+                    for m in s["confirmed"]
+                ],
+            )
+        )
     return sec

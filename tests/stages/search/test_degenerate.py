@@ -199,7 +199,10 @@ def test_search_over_candidates_takes_several_budgets_at_once(batch: ProbeBatch,
     best_overall = max(r.ranked, key=lambda row: row["score"])
     assert r.per_budget[1]["chosen"] == best_overall and r.chosen == r.per_budget[0]["chosen"]
     assert all(row["within_budget"] == (row["macs"] <= macs[0]) for row in r.ranked)  # the first budget's
-    assert sorted(timed) == sorted(id(c) for c in cands)  # one measurement per candidate, not per budget
+    # one measurement per candidate, not per budget; then each budget's choice is measured twice more (confirm=2)
+    chosen = {id(cands[b["chosen"]["index"]]) for b in r.per_budget}
+    assert sorted(timed) == sorted([id(c) for c in cands] + [i for i in chosen for _ in range(2)])
+    assert r.confirmed is not None and all(m["within"] and len(m["readings_ms"]) == 3 for m in r.confirmed)
     single = edgekd.search(cands, teacher=teacher, batches=(batch.x, batch.y), budget={"macs": macs[2]})
     assert single.per_budget is None
     for bad, message in [
@@ -209,3 +212,30 @@ def test_search_over_candidates_takes_several_budgets_at_once(batch: ProbeBatch,
     ]:
         with pytest.raises(ConfigError, match=message):
             edgekd.search(cands, teacher=teacher, batches=(batch.x, batch.y), budget=bad)
+
+
+def test_search_over_candidates_measures_the_choice_again(batch: ProbeBatch, monkeypatch) -> None:
+    """A candidate within the latency budget on its one reading but over it when measured again is not chosen."""
+    import edgekd
+    from edgekd.latency import search_latency
+
+    readings: dict[int, list[float]] = {}
+    teacher = _net(16)
+    cands = [_net(4), _net(8), _net(16)]
+
+    def fake(model: nn.Module, *args: object) -> float:
+        seen = readings.setdefault(id(model), [])
+        seen.append(1.0 if not seen or model is not cands[2] else 9.0)  # the widest: a lucky first reading
+        return seen[-1]
+
+    monkeypatch.setattr(search_latency, "measured_latency_ms", fake)
+    kw = {"teacher": teacher, "batches": (batch.x, batch.y), "proxy": "params", "budget": {"latency_ms": 5.0}}
+    r = edgekd.search(cands, **kw)
+    assert [m["readings_ms"] for m in r.confirmed] == [[1.0, 9.0, 9.0], [1.0, 1.0, 1.0]]
+    assert r.chosen is not None and r.chosen["index"] == 1  # the next largest
+    assert [row["within_budget"] for row in sorted(r.ranked, key=lambda row: row["index"])] == [True, True, False]
+    readings.clear()
+    trusting = edgekd.search(cands, **kw, confirm=0)
+    assert trusting.chosen is not None and trusting.chosen["index"] == 2 and trusting.confirmed is None
+    with pytest.raises(ConfigError, match="confirm must be >= 0"):
+        edgekd.search(cands, **kw, confirm=-1)

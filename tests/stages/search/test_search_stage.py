@@ -112,3 +112,41 @@ def test_several_budgets_must_be_one_kind() -> None:
         Budget(macs=[1e6, 2e6], latency_ms=[0.1, 0.2])
     with pytest.raises(ValueError, match="every budget must be > 0"):
         Budget(latency_ms=[0.1, -1])
+
+
+def test_the_choice_is_measured_again_and_one_lucky_reading_does_not_make_it(tmp_path: Path, monkeypatch) -> None:
+    """The winner's curse: the best candidate passed the latency budget on its one reading but is over it when
+    measured again (median of 3), so the search takes the next best, which stays within it."""
+    from edgekd.latency import search_latency
+    from edgekd.models.count import count_params
+
+    calls: dict[int, int] = {}
+    victim: list[int] = []
+
+    def fake(model, *args: object) -> float:
+        n = count_params(model)
+        calls[n] = calls.get(n, 0) + 1
+        if calls[n] > 1 and not victim:
+            victim.append(n)  # the first candidate measured again: its first reading was the lucky one
+        return 9.0 if victim and n == victim[0] and calls[n] > 1 else 1.0
+
+    monkeypatch.setattr(search_latency, "measured_latency_ms", fake)
+    search = {**SEARCH, "proxy": "params", "budget": {"params": 30000, "latency_ms": 5.0}}
+    res = edgekd.compile(_cfg(tmp_path, search), out=tmp_path / "runs", quiet=True)
+    doc = json.loads(res.artifacts["search_json"].read_text())
+    biggest = max(r["params"] for r in doc["history"])
+    assert victim == [biggest], "the best (largest) candidate is the one measured again first"
+    first, second = doc["confirmed"]
+    assert first["readings_ms"] == [1.0, 9.0, 9.0] and first["median_ms"] == 9.0 and not first["within"]
+    assert second["readings_ms"] == [1.0, 1.0, 1.0] and second["within"]
+    chosen = doc["chosen"]
+    assert chosen["label"] == second["label"] != first["label"] and chosen["params"] < biggest
+    assert chosen["latency_ms"] == 1.0
+    assert any("over the latency budget 5 ms when measured again" in n for n in res.notes)
+    report = res.artifacts["report_md"].read_text()
+    assert "measured again" in report and "1.000, 9.000, 9.000" in report and "over: not chosen" in report
+    # confirm: 0 trusts one reading (the old behaviour), and then the largest is chosen
+    calls.clear()
+    res0 = edgekd.compile(_cfg(tmp_path / "c0", {**search, "confirm": 0}), out=tmp_path / "runs0", quiet=True)
+    doc0 = json.loads(res0.artifacts["search_json"].read_text())
+    assert doc0["chosen"]["params"] == biggest and doc0["confirmed"] is None
