@@ -243,7 +243,7 @@ def search(
     *,
     teacher: torch.nn.Module | None = None,
     batches: Any = None,
-    proxy: str = "diswot",
+    proxy: str = "params",
     budget: dict[str, float | list[float]] | None = None,
     seeds: int = 1,
     precision: str = "fp32",

@@ -59,12 +59,12 @@ device: auto
 amp: none
 
 passes:
-  # - search:                # training-free student search (DisWOT) under a budget; replaces student above
+  # - search:                # training-free student search under a budget; replaces student above
   #     space: {type: resnet, blocks: [[1, 2, 3], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 32], [32, 64]]}
   #     # space: {type: mobilenet, depths: [[1, 2], [1, 2, 3], [1, 2, 3]], widths: [[8, 16], [16, 24], [32, 48]],
   #     #         expand: [[1, 3, 6], [3, 6], [3, 6]], kernel: [[3, 5], [3, 5], [3, 5]]}
   #     # space: {type: shrink, widths: [25, 50, 75, 100], max_drop: 2}   # the teacher itself, narrowed, inherited
-  #     proxy: diswot
+  #     proxy: params        # the default (largest student within budget); teacher-aware: diswot
   #     budget: {latency_ms: 0.2, params: 200000}
   - distill:                 # a weighted sum of named loss terms (edgekd.train.losses)
       epochs: 5

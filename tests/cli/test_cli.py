@@ -94,5 +94,5 @@ def test_search_prints_the_pareto_set(tmp_path: Path) -> None:
     del cfg["student"]
     r = edgekd("search", str(write_config(tmp_path, cfg)), "--out", str(tmp_path / "runs"), "-q")
     assert r.returncode == 0, r.stderr
-    assert "diswot search" in r.stdout and "<- chosen" in r.stdout and "search.json" in r.stdout
+    assert "params search" in r.stdout and "<- chosen" in r.stdout and "search.json" in r.stdout
     assert "distill" not in r.stdout  # only the search ran

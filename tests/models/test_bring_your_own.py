@@ -112,6 +112,7 @@ def test_a_search_runs_with_a_user_cnn_teacher(tmp_path: Path) -> None:
     search = {
         "space": {"blocks": [[1], [1], [1]], "widths": [[4, 8], [8], [16]], "kernel": [3]},
         "population": 2, "sample": 2, "iterations": 2, "batches": 1, "batch_size": 16, "budget": {"params": 30000},
+        "proxy": "diswot",  # the teacher-aware proxy: it finds the user teacher's taps by hooks
     }  # fmt: skip
     cfg = {
         "name": "byom-search",

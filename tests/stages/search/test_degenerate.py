@@ -164,7 +164,7 @@ def test_search_ranks_a_users_own_candidates_under_a_budget(batch: ProbeBatch) -
 
     teacher = _net(16)
     cands = [lambda: _net(4), lambda: _net(8), Dead(), lambda: _net(16)]
-    r = edgekd.search(cands, teacher=teacher, batches=(batch.x, batch.y), budget={"params": 60_000})
+    r = edgekd.search(cands, teacher=teacher, batches=(batch.x, batch.y), budget={"params": 60_000}, proxy="diswot")
     assert [row["index"] for row in r.ranked][-1] == 2  # the dead network ranks last
     assert r.chosen is not None and r.chosen["params"] <= 60_000 and r.chosen["index"] != 2
     assert all(row["within_budget"] == (row["params"] <= 60_000) for row in r.ranked)

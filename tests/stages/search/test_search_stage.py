@@ -34,7 +34,7 @@ def _cfg(tmp_path: Path, search: dict) -> Path:
 def test_search_picks_a_student_within_budget_and_distill_trains_it(tmp_path: Path) -> None:
     res = edgekd.compile(_cfg(tmp_path, SEARCH), out=tmp_path / "runs", quiet=True)
     doc = json.loads(res.artifacts["search_json"].read_text())
-    assert doc["proxy"] == "diswot" and len(doc["history"]) == 7
+    assert doc["proxy"] == "params" and len(doc["history"]) == 7  # the default proxy for image teachers
     for row in doc["history"]:
         assert row["params"] <= 30000 and row["latency_ms"] <= 5.0
     chosen = doc["chosen"]
@@ -45,7 +45,7 @@ def test_search_picks_a_student_within_budget_and_distill_trains_it(tmp_path: Pa
 
 
 def test_search_is_reproducible_with_a_seed(tmp_path: Path) -> None:
-    config = _cfg(tmp_path, {**SEARCH, "budget": {"params": 30000}, "iterations": 3})
+    config = _cfg(tmp_path, {**SEARCH, "budget": {"params": 30000}, "iterations": 3, "proxy": "diswot"})
     runs = [edgekd.compile(config, out=tmp_path / f"runs{i}", quiet=True) for i in range(2)]
     docs = [json.loads(r.artifacts["search_json"].read_text()) for r in runs]
     assert [(h["blocks"], h["widths"], h["score"]) for h in docs[0]["history"]] == [
@@ -150,3 +150,15 @@ def test_the_choice_is_measured_again_and_one_lucky_reading_does_not_make_it(tmp
     res0 = edgekd.compile(_cfg(tmp_path / "c0", {**search, "confirm": 0}), out=tmp_path / "runs0", quiet=True)
     doc0 = json.loads(res0.artifacts["search_json"].read_text())
     assert doc0["chosen"]["params"] == biggest and doc0["confirmed"] is None
+
+
+def test_the_default_proxy_is_params_for_image_teachers_and_teacher_kl_for_text() -> None:
+    """The proxy study's choice (README, Student search): params, picked by validation tau on one space, ranks
+    best of every proxy on the untouched one; text teachers keep teacher_kl (their inherited candidates)."""
+    from edgekd.stages.search.stage import SearchConfig
+
+    assert SearchConfig().proxy == "params"
+    assert SearchConfig(proxy="diswot").proxy == "diswot"
+    import inspect
+
+    assert inspect.signature(edgekd.search).parameters["proxy"].default == "params"
