@@ -26,7 +26,7 @@ from edgekd.core.device import describe
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema import Strict, did_you_mean
 from edgekd.document.model import Section
-from edgekd.models.count import count_params
+from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Context
 from edgekd.pipeline.stage import Pass, register_pass
 from edgekd.stages.distill.report import distill_sections
@@ -290,6 +290,7 @@ class Distill(Pass):
                 "model": "student fp32 (PyTorch)",
                 "accuracy": test_acc,
                 "params": count_params(student),
+                "macs": count_macs(student, ctx.data.input_shape),  # this student's: a later prune changes it
                 "measured": "PyTorch on host, test split",
             }
         )

@@ -39,3 +39,24 @@ def test_every_artifact_of_a_pruned_compile_reports_the_pruned_params_and_macs(t
     student_rows = [line for line in summary.splitlines() if line.startswith("| student")]
     assert len(student_rows) == len(models)
     assert all(f"| {prune['params']:,} |" in line for line in student_rows), student_rows
+
+
+def test_the_distill_row_before_a_prune_keeps_the_unpruned_students_macs(tmp_path: Path) -> None:
+    """Before: the distill row had no MACs of its own and the pass table filled in the final (pruned) student's,
+    so the distilled student was printed with its own params but the pruned one's MACs."""
+    from edgekd.models import zoo
+    from edgekd.models.count import count_macs
+
+    cfg = tiny_config(
+        tmp_path,
+        passes=[
+            {"distill": {"epochs": 1, "batch_size": 64}},
+            {"prune": {"ratio": 0.5, "steps": 1, "round_to": 2, "recovery": {"epochs": 0}}},
+        ],
+    )
+    cfg["student"] = {"arch": "resnet", "params": dict(TINY_TEACHER)}
+    res = edgekd.compile(write_config(tmp_path, cfg), out=tmp_path / "runs", quiet=True)
+    result = json.loads(res.result_path.read_text())
+    rows = {row["stage"]: row for row in result["pass_table"]}
+    unpruned = count_macs(zoo.build("resnet", dict(TINY_TEACHER)), tuple(result["data"]["input_shape"]))
+    assert rows["distill"]["macs"] == unpruned > rows["prune"]["macs"]
