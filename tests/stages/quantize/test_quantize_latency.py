@@ -40,3 +40,19 @@ def test_the_host_target_is_measured_in_its_runtime(tmp_path: Path) -> None:
     layers = res.metrics["quantize"]["layers"]
     assert all(x["latency_gain"] is not None for x in layers if x["precision"] == "int8" or x["reason"] == "latency")
     assert "INT8 vs fp32 latency:" in res.report_path.read_text()
+
+
+def test_a_litert_target_on_this_host_is_not_called_an_unreached_device(tmp_path: Path) -> None:
+    """Before: a local LiteRT target (this host) got "runs litert on its device, which was not reached"."""
+    import platform
+
+    (tmp_path / "host-litert.yaml").write_text(
+        f"name: host-litert\ncpu_arch: {platform.machine()}\nbackends: [tflite]\nprecisions: [int8, fp32]\n"
+        "runtime: {name: litert, threads: 1}\nquantization: {activation_type: int8, weight_type: int8}\n"
+        "device: {kind: local}\n"
+    )
+    res = _compile(tmp_path, str(tmp_path / "host-litert.yaml"))
+    check = res.metrics["quantize"]["latency_check"]
+    assert check["checked"] is False
+    assert "runs litert on this host" in check["why"] and "not reached" not in check["why"]
+    assert "timed against fp32 by the profile pass" in check["why"]
