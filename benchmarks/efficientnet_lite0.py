@@ -45,6 +45,8 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="model.yaml", help="the example's model.yaml to compile (shrink.yaml: the "
+                    "teacher shrunk, weights inherited)")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], help="model.yaml override, as edgekd compile --set")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-lite0"), help="run folder root")
     ap.add_argument("--repeats", type=int, default=3)
@@ -56,7 +58,7 @@ def main() -> None:
         subprocess.run([sys.executable, str(EXAMPLE / "prepare_photos.py")], check=True)
 
     t0 = time.perf_counter()
-    res = edgekd.compile(EXAMPLE / "model.yaml", target="raspberry-pi-4", out=args.out, overrides=args.set,
+    res = edgekd.compile(EXAMPLE / args.config, target="raspberry-pi-4", out=args.out, overrides=args.set,
                          use_cache=False)  # fmt: skip
     compile_s = time.perf_counter() - t0
     r = res.result
@@ -96,7 +98,13 @@ def main() -> None:
     out = {
         "benchmark": "efficientnet_lite0",
         "command": "python benchmarks/efficientnet_lite0.py "
-        + " ".join([*(f"--set '{s}'" for s in args.set), *([f"--result {args.result}"] if args.result != OUT else [])]),
+        + " ".join(
+            [
+                *([f"--config {args.config}"] if args.config != "model.yaml" else []),
+                *(f"--set '{s}'" for s in args.set),
+                *([f"--result {args.result}"] if args.result != OUT else []),
+            ]
+        ),
         "host": f"{platform.machine()}, {platform.processor() or 'cpu'}, LiteRT XNNPACK {args.threads} threads",
         "note": "measured on this host's LiteRT: the raspberry-pi-4 target's device is not reachable from here",
         "data": r["data"]["source"],
