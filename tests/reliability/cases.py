@@ -648,7 +648,7 @@ CASES: list[Case] = [
         _with(
             lambda c, f: (
                 c["teacher"].update(taps={"features": "layer9"}),
-                c.update(passes=[{"search": {"population": 2, "iterations": 2}}, {"report": {}}]),
+                c.update(passes=[{"search": {"population": 2, "iterations": 2, "proxy": "diswot"}}, {"report": {}}]),
             )
         ),
         creates_run=True,
