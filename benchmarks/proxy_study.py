@@ -53,7 +53,6 @@ from proxy_correlation import probe_batches
 
 from edgekd import __version__
 from edgekd.core.artifacts import atomic_write_bytes
-from edgekd.models.taps import run_tapped
 from edgekd.stages.search import proxies
 from edgekd.stages.search.correlation import average_ranks, kendall_tau, spearman_rho
 from edgekd.stages.search.space import MobileNetSpace, ResNetSpace
@@ -300,10 +299,7 @@ def trained_teacher_stats(teacher: torch.nn.Module, batch: proxies.ProbeBatch) -
     hit = batch.teacher_stats.get(key)
     if hit is not None:
         return hit[1], hit[2]
-    teacher.eval()
-    t = run_tapped(teacher, batch.x, "teacher")
-    err = torch.softmax(t.logits, 1) - torch.nn.functional.one_hot(batch.y, t.logits.shape[1]).to(t.logits.dtype)
-    g, a = err.T @ t.pooled / len(batch.y), t.features.flatten(1)
+    g, a = proxies._fc_grad_and_features(teacher, batch, "teacher", train=False)
     batch.teacher_stats[key] = (None, g, a)
     return g, a
 

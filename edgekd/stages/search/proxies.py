@@ -65,14 +65,15 @@ def gaussian_init(model: nn.Module, generator: torch.Generator | None = None) ->
 
 @torch.no_grad()
 def _fc_grad_and_features(
-    model: nn.Module, batch: ProbeBatch, what: str = "model"
+    model: nn.Module, batch: ProbeBatch, what: str = "model", train: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """g = dCE/dW_fc and the flattened pre-pooling features, from one forward pass (BN in training mode); the
-    classifier and the feature map are found by forward hooks (:mod:`edgekd.models.taps`), so any model works.
+    """g = dCE/dW_fc and the flattened pre-pooling features, from one forward pass (BN in training mode, or in
+    eval mode with ``train=False``: a trained model's running statistics); the classifier and the feature map are
+    found by forward hooks (:mod:`edgekd.models.taps`), so any model works.
 
     For logits z = W f + b and the mean cross-entropy, dCE/dW = (softmax(z) - onehot(y))^T f / N exactly,
     so no backward pass through the network is needed (``fc_grad_autograd`` is the reference)."""
-    model.train()
+    model.train(train)
     t = run_tapped(model, batch.x, what)
     err = torch.softmax(t.logits, 1) - F.one_hot(batch.y, t.logits.shape[1]).to(t.logits.dtype)
     return err.T @ t.pooled / len(batch.y), t.features.flatten(1)
