@@ -1,5 +1,6 @@
 """Batch augmentations on tensors (no torchvision): random crop with padding, random-resized crop, horizontal flip,
-and RandAugment's geometric and contrast operations. All draw from the caller's generator."""
+and RandAugment's geometric and contrast operations for images; token masking for packed text inputs. All draw
+from the caller's generator."""
 
 from __future__ import annotations
 
@@ -85,3 +86,21 @@ def randaugment(x: torch.Tensor, ops: int, magnitude: int, generator: torch.Gene
             mean = x[c].mean((1, 2, 3), keepdim=True)
             x[c] = mean + factor * (x[c] - mean)
     return x
+
+
+def mask_tokens(
+    x: torch.Tensor, share: float, mask_id: int, keep_ids: tuple[int, ...], ids_row: int, attention_row: int | None,
+    generator: torch.Generator,
+) -> torch.Tensor:  # fmt: skip
+    """Packed token inputs ``(N, F, L)`` with each real token (inside the attention mask, not one of ``keep_ids``
+    such as [CLS] and [SEP]) replaced by ``mask_id`` with probability ``share``: the masking augmentation of Tang et
+    al. 2019 ("Distilling task-specific knowledge from BERT into simple neural networks"), where the teacher's soft
+    labels on the masked copy are the student's targets. The other rows (attention mask, token types) are kept."""
+    ids = x[:, ids_row]
+    eligible = ~torch.isin(ids, torch.tensor(keep_ids, dtype=ids.dtype))
+    if attention_row is not None:
+        eligible &= x[:, attention_row] != 0
+    drawn = torch.rand(ids.shape, generator=generator) < share
+    out = x.clone()
+    out[:, ids_row] = torch.where(eligible & drawn, torch.full_like(ids, mask_id), ids)
+    return out

@@ -68,6 +68,8 @@ class DataBundle:
     preprocessing: dict[str, Any] = field(default_factory=dict)  # the models' input contract (data.preprocessing)
     truncated: dict[str, int] = field(default_factory=dict)  # text: per split, texts cut to data.max_length
     tokenizer_dir: Path | None = None  # text: the folder of the tokenizer files that ship beside the artifacts
+    mask_token_id: int | None = None  # text: the tokenizer's mask token (None: it has none)
+    special_token_ids: tuple[int, ...] = ()  # text: the tokenizer's special tokens ([CLS], [SEP], [PAD], ...)
     streamed: bool = False  # images read from disk per batch (edgekd.data.stream), not held in memory
 
     @property

@@ -250,4 +250,6 @@ def load_text(
         },
         truncated=truncated,
         tokenizer_dir=model.tokenizer_dir,
+        mask_token_id=getattr(model.tokenizer, "mask_token_id", None),
+        special_token_ids=tuple(getattr(model.tokenizer, "all_special_ids", ())),
     )

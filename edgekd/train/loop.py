@@ -22,7 +22,7 @@ from torch.utils.data import DistributedSampler
 
 from edgekd.core.device import AMP, module_device, on_device
 from edgekd.core.errors import TrainingError
-from edgekd.data.augment import randaugment, random_crop_flip, random_resized_crop
+from edgekd.data.augment import mask_tokens, randaugment, random_crop_flip, random_resized_crop
 from edgekd.data.dataset import Split
 from edgekd.data.stream import batches, is_streamed
 
@@ -63,6 +63,10 @@ class TrainSettings:
     crop: str = "pad"  # pad: pad-and-crop by crop_pad | resized: random-resized crop (area share in scale) | none
     scale: tuple[float, float] = (0.08, 1.0)
     randaugment: tuple[int, int] | None = None  # (operations per image, magnitude 0..10)
+    # text: share of real tokens replaced by the mask token; (mask id, ids never masked, input_ids row, attention
+    # mask row or -1) of the packed inputs
+    token_mask: float = 0.0
+    token_ids: tuple[int, tuple[int, ...], int, int] | None = None
     seed: int = 0
     threads: int | None = None
     patience: int | None = None  # stop after this many epochs without a better validation accuracy
@@ -106,6 +110,14 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
 
 def augment_batch(x: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> torch.Tensor:
     """The training augmentation ``s`` describes, drawn from ``gen`` (the same on every device)."""
+    if s.token_mask > 0:
+        if s.token_ids is None:
+            raise ValueError("token_mask needs token_ids (mask id, kept ids, input_ids row, attention mask row)")
+        mask_id, keep, ids_row, attention_row = s.token_ids
+        return mask_tokens(x, s.token_mask, mask_id, tuple(keep), ids_row, None if attention_row < 0 else attention_row,
+                           gen)  # fmt: skip
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        raise ValueError(f"image augmentation on {x.dtype} inputs (token inputs take token_mask)")
     if s.crop == "resized":
         x = random_resized_crop(x, s.scale, (3 / 4, 4 / 3), s.flip, gen)
     else:

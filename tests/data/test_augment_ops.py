@@ -50,3 +50,46 @@ def test_the_distill_config_picks_a_crop_for_the_input_size() -> None:
     assert not DistillConfig(augment=False).recipe(0, "given").augment
     with pytest.raises(ValueError, match=r"scale \[0.5, 0.2\]: need 0 < min <= max <= 1"):
         DistillConfig(augment={"scale": [0.5, 0.2]})
+
+
+def _tokens() -> torch.Tensor:
+    """Packed (input_ids, attention_mask, token_type_ids) of 64 texts of 12..30 tokens padded to 32: [CLS]=2,
+    [SEP]=3, [PAD]=0, words 10..99."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 3, 32, dtype=torch.long)
+    for i in range(64):
+        n = int(torch.randint(12, 31, (1,), generator=g))
+        x[i, 0, :n] = torch.randint(10, 100, (n,), generator=g)
+        x[i, 0, 0], x[i, 0, n - 1] = 2, 3
+        x[i, 1, :n] = 1
+    return x
+
+
+def test_token_masking_replaces_only_real_words_at_the_given_share() -> None:
+    from edgekd.data.augment import mask_tokens
+
+    x = _tokens()
+    out = mask_tokens(x, 0.25, 4, (0, 2, 3, 4), 0, 1, torch.Generator().manual_seed(1))
+    changed = out[:, 0] != x[:, 0]
+    assert torch.equal(out[:, 1:], x[:, 1:])  # attention mask and token types kept
+    assert bool((out[:, 0][changed] == 4).all())  # replaced by the mask id only
+    words = (x[:, 1] == 1) & (x[:, 0] >= 10)
+    assert not bool((changed & ~words).any())  # [CLS], [SEP] and padding never masked
+    share = float(changed.sum() / words.sum())
+    assert 0.2 < share < 0.3, share
+    again = mask_tokens(x, 0.25, 4, (0, 2, 3, 4), 0, 1, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # drawn from the caller's generator only
+    assert torch.equal(x, _tokens())  # the input batch is not modified
+
+
+def test_token_masking_is_accepted_as_text_augmentation_and_refused_for_images() -> None:
+    from edgekd.core.errors import ConfigError
+
+    cfg = DistillConfig(augment={"mask": 0.15})
+    r = cfg.recipe(0, "given", text=True, token_ids=(4, (0, 2, 3), 0, 1))
+    assert r.augment and r.settings.token_mask == 0.15 and r.settings.token_ids == (4, (0, 2, 3), 0, 1)
+    assert not DistillConfig(augment=True).recipe(0, "given", text=True).augment  # image settings: not for text
+    with pytest.raises(ConfigError, match=r"distill.augment.mask \(0.15\) masks tokens, and this data is images"):
+        cfg.recipe(0, "given", text=False)
+    with pytest.raises(ConfigError, match="tokenizer has no mask token"):
+        cfg.recipe(0, "given", text=True, token_ids=None)

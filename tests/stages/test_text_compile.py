@@ -200,3 +200,26 @@ def test_text_search_refuses_image_spaces_and_proxies(tmp_path, teacher, search,
     cfg = text_config(tmp_path, teacher, passes=[{"search": search}])
     with pytest.raises(ConfigError, match=match):
         edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
+
+
+def test_token_masking_augments_text_distillation_and_is_reported(tmp_path, teacher):
+    passes = [
+        {"distill": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 1e-3},
+                     "augment": {"mask": 0.2}}},
+        {"report": {}},
+    ]  # fmt: skip
+    cfg = text_config(tmp_path, teacher, passes=passes)
+    r = edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
+    res = json.loads(r.result_path.read_text())
+    assert res["student"]["distill"]["augment"] == {"mask": 0.2}
+    assert res["student"]["distill"]["val_accuracy"] >= 90  # the masked copies still teach the task
+    report = (r.run_dir / "report.md").read_text()
+    assert "20% of the tokens of every training text were masked anew" in report
+
+
+def test_image_augmentation_settings_on_text_are_noted_as_ignored(tmp_path, teacher):
+    passes = [{"distill": {"epochs": 1, "batch_size": 32, "augment": {"crop": "pad"}}}]
+    cfg = text_config(tmp_path, teacher, passes=passes)
+    r = edgekd.compile(write_config(tmp_path, cfg), target="x86-cpu", out=tmp_path / "runs", quiet=True)
+    notes = json.loads(r.result_path.read_text())["notes"]
+    assert any("augment: {mask: 0.1} masks tokens instead" in n for n in notes), notes

@@ -98,3 +98,35 @@ def test_training_threads_do_not_leak_into_the_caller() -> None:
     loss = lambda z, y, i, x: {"ce": torch.nn.functional.cross_entropy(z, y)}  # noqa: E731
     train(model, _data(32), loss, TrainSettings(epochs=1, batch_size=16, augment=False, threads=want))
     assert torch.get_num_threads() == before
+
+
+def test_token_masking_feeds_the_model_masked_copies_drawn_anew_each_epoch() -> None:
+    """With ``token_mask`` the model (and so the teacher of a KD loss) sees masked copies of the training texts;
+    the training split itself is never changed."""
+    x = torch.randint(10, 50, (1, 2, 8)).repeat(32, 1, 1)  # one text 32 times: the order cannot tell epochs apart
+    x[:, 1] = 1
+    x[:, 1, 6:] = 0  # two padding positions per text
+    x[:, 0, 6:] = 0
+    original = x.clone()
+    seen: list[torch.Tensor] = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(2))
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                seen.append(t.clone())
+            return self.w.expand(len(t), 2)
+
+    settings = TrainSettings(epochs=2, batch_size=32, lr=0.01, augment=True, token_mask=0.5,
+                             token_ids=(3, (0,), 0, 1))  # fmt: skip
+    train(Recorder(), Split(x, torch.zeros(32, dtype=torch.long)),
+          lambda z, y, i, t: {"ce": torch.nn.functional.cross_entropy(z, y)}, settings)  # fmt: skip
+    assert len(seen) == 2 and torch.equal(x, original)
+    for t in seen:
+        masked = t[:, 0] == 3
+        assert 0.3 < float(masked[:, :6].float().mean()) < 0.7
+        assert not bool(masked[:, 6:].any())  # padding is never masked
+    assert not torch.equal(seen[0], seen[1])  # new masks every epoch

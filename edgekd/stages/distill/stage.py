@@ -25,6 +25,7 @@ from torch import nn
 from edgekd.core.device import describe
 from edgekd.core.errors import ConfigError
 from edgekd.core.schema import Strict, did_you_mean
+from edgekd.data.dataset import DataBundle
 from edgekd.document.model import Section
 from edgekd.models.count import count_macs, count_params
 from edgekd.pipeline.context import Context
@@ -78,6 +79,14 @@ class Augment(Strict):
         return {"crop": crop, "crop_pad": self.pad, "scale": tuple(self.scale), "flip": self.flip, "randaugment": ra}
 
 
+class TokenAugment(Strict):
+    """Text augmentation (token inputs): each real token of a training text is replaced by the tokenizer's mask
+    token with probability ``mask``, drawn anew every epoch, and the student learns the teacher's answer on the
+    masked copy (Tang et al. 2019). Special tokens and padding are never masked."""
+
+    mask: float = Field(default=0.1, gt=0, lt=1, description="share of the tokens replaced by the mask token")
+
+
 class DistillConfig(Strict):
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=128, ge=1)
@@ -97,8 +106,10 @@ class DistillConfig(Strict):
     fraction: float | None = Field(
         default=None, gt=0, le=1, description="random share of the training split used (default: data.fraction)"
     )
-    augment: bool | Augment = Field(
-        default=True, description="true: the default augmentation (see Augment), false: none, or its settings"
+    augment: bool | Augment | TokenAugment = Field(
+        default=True,
+        description="images: true is the default augmentation (see Augment), false none, or its settings; "
+        "text: {mask: share} masks tokens (TokenAugment), anything else is no augmentation",
     )
     early_stop: int | None = Field(default=None, ge=1, description="patience in epochs on validation accuracy")
     nproc: int = Field(
@@ -121,15 +132,29 @@ class DistillConfig(Strict):
 
     def recipe(
         self, seed: int, labels: str, device: str = "cpu", amp: str | None = None, input_size: int = 28,
-        text: bool = False,
+        text: bool = False, token_ids: tuple[int, tuple[int, ...], int, int] | None = None,
     ) -> Recipe:  # fmt: skip
         """The training recipe these settings describe, with the compile's ``seed``, the resolved ``labels`` and
-        where it trains (``device``, ``amp``). Text (token inputs) is never augmented."""
-        augment = None if text else Augment() if self.augment is True else self.augment or None
+        where it trains (``device``, ``amp``). Text (token inputs) is augmented only by token masking
+        (``augment: {mask: share}``), which needs ``token_ids`` (mask id, ids never masked, input_ids row,
+        attention mask row or -1)."""
+        if isinstance(self.augment, TokenAugment) and not text:
+            raise ConfigError(
+                f"distill.augment.mask ({self.augment.mask}) masks tokens, and this data is images",
+                fix="give image settings (crop, flip, randaugment) or true/false",
+            )
+        masking = self.augment.mask if text and isinstance(self.augment, TokenAugment) else 0.0
+        if masking and token_ids is None:
+            raise ConfigError(
+                "distill.augment.mask: the teacher's tokenizer has no mask token to replace tokens with",
+                fix="remove distill.augment.mask, or use a tokenizer with a mask token ([MASK])",
+            )
+        image = None if text else Augment() if self.augment is True else self.augment or None
+        assert not isinstance(image, TokenAugment)
         return Recipe(
             loss=self.loss,
             labels=labels,
-            augment=augment is not None,
+            augment=image is not None or masking > 0,
             settings=TrainSettings(
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -138,8 +163,10 @@ class DistillConfig(Strict):
                 momentum=self.optimizer.momentum,
                 weight_decay=self.optimizer.weight_decay,
                 schedule=self.schedule,
-                augment=augment is not None,
-                **(augment.settings(input_size) if augment is not None else {}),
+                augment=image is not None or masking > 0,
+                **(image.settings(input_size) if image is not None else {}),
+                token_mask=masking,
+                token_ids=token_ids if masking else None,
                 seed=seed,
                 threads=self.threads,
                 patience=self.early_stop,
@@ -230,8 +257,11 @@ class Distill(Pass):
             "amp": ctx.amp,
         }
         text = ctx.data.is_text
-        if text and "augment" in c.model_fields_set and c.augment:
-            ctx.note("distill.augment: text is not augmented (the setting is ignored for token inputs)")
+        if text and "augment" in c.model_fields_set and c.augment and not isinstance(c.augment, TokenAugment):
+            ctx.note(
+                "distill.augment: image augmentation does not apply to token inputs (ignored); "
+                "augment: {mask: 0.1} masks tokens instead"
+            )
         if c.init == "inherit" and text:
             ctx.note("distill.init inherit: a text student inherits when it is built (student.arch shrink or hf)")
         elif c.init == "inherit":
@@ -241,7 +271,10 @@ class Distill(Pass):
 
         train_split = subset(ctx.data.train, fraction, seed)
 
-        recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp, min(ctx.data.input_shape[1:]), text)
+        recipe = c.recipe(seed, labels, ctx.train_device, ctx.amp, min(ctx.data.input_shape[1:]), text,
+                          _token_ids(ctx.data) if text else None)  # fmt: skip
+        if recipe.settings.token_mask:
+            metrics["augment"] = {"mask": recipe.settings.token_mask}
         if c.nproc > 1 or c.nnodes > 1:
             assert ctx.student_spec is not None
             state, history, agreement = fit_distributed(
@@ -320,6 +353,16 @@ def _attention_problems(
             f"minilm.relation_heads to a number dividing {widths['student']} and {widths['teacher']}"
         ]
     return []
+
+
+def _token_ids(data: DataBundle) -> tuple[int, tuple[int, ...], int, int] | None:
+    """What token masking needs of packed text inputs: (mask id, ids never masked, input_ids row, attention mask
+    row or -1); None when the tokenizer has no mask token."""
+    inputs = list(data.preprocessing.get("inputs", []))
+    if data.mask_token_id is None or "input_ids" not in inputs:
+        return None
+    attention = inputs.index("attention_mask") if "attention_mask" in inputs else -1
+    return data.mask_token_id, tuple(data.special_token_ids), inputs.index("input_ids"), attention
 
 
 def teacher_spec_for_workers(ctx: Context) -> Any:
