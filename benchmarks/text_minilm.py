@@ -21,7 +21,9 @@ run's ONNX Runtime files.
 the epoch was chosen on validation): ``ce`` (random init, labels only), ``kd`` (random init, + KD),
 ``kd_minilm`` (random init, + MiniLM), ``kd_minilm_inherit`` (the example's shrink student: layers 3 and 5 and
 the embeddings inherited) and ``teacher_labels`` (that student trained on 4,079 unlabelled Guardian headlines
-labelled by the teacher instead of the 10,164 labelled reviews; scored on the same labelled test reviews).
+labelled by the teacher instead of the 10,164 labelled reviews; scored on the same labelled test reviews) and
+``kd_minilm_inherit_mask`` (the example's student with token masking: each epoch 10% of the tokens of every review
+are replaced by [MASK] and the student learns the teacher's answers on the masked copies, Tang et al. 2019).
 
 Each run writes one JSON under ``benchmarks/results/text_minilm/`` as it finishes; a rerun skips what exists, so the
 study resumes where it stopped. ``report`` reads them all.
@@ -71,6 +73,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "student": SHRINK_STUDENT,
         "loss": {"ce": 0.1, "kd": KD, "minilm": MINILM},
         "data": {"path": "data/unlabelled.csv", "labels": "teacher"},
+    },
+    "kd_minilm_inherit_mask": {  # + token masking (Tang et al. 2019: p_mask 0.1): the teacher answers masked copies
+        "student": SHRINK_STUDENT,
+        "loss": {"ce": 0.1, "kd": KD, "minilm": MINILM},
+        "distill": {"augment": {"mask": 0.1}},
     },
 }
 
@@ -278,7 +285,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def _overrides(variant: str, seed: int, threads: int | None = None) -> list[str]:
     v = VARIANTS[variant]
     distill = {"epochs": 3, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 1.0e-4, "weight_decay": 0.01},
-               "schedule": "linear", "loss": v["loss"]}  # fmt: skip
+               "schedule": "linear", "loss": v["loss"], **v.get("distill", {})}  # fmt: skip
     if threads:
         distill["threads"] = threads
     sets = [
