@@ -152,7 +152,7 @@ def main_run(args: argparse.Namespace) -> None:
     latency = {str(length): _latency(files, args, threads, length) for length in LENGTHS}
     # the goal's length on one thread too (a single-core device, or one core per model): dynamic INT8 quantizes
     # each activation on the fly, work that gains less from a second thread than the fp32 matrix products do
-    one_thread = {str(length): _latency(files, args, 1, length) for length in (64,)} if threads != 1 else {}
+    one_thread = {"64": _latency(files, args, 1, 64)} if threads != 1 else {}
     distill = r["student"]["distill"]
     doc = {
         "benchmark": "text_minilm main",

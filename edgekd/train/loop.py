@@ -116,7 +116,7 @@ def augment_batch(x: torch.Tensor, s: TrainSettings, gen: torch.Generator) -> to
         mask_id, keep, ids_row, attention_row = s.token_ids
         return mask_tokens(x, s.token_mask, mask_id, tuple(keep), ids_row, None if attention_row < 0 else attention_row,
                            gen)  # fmt: skip
-    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+    if not x.is_floating_point():
         raise ValueError(f"image augmentation on {x.dtype} inputs (token inputs take token_mask)")
     if s.crop == "resized":
         x = random_resized_crop(x, s.scale, (3 / 4, 4 / 3), s.flip, gen)

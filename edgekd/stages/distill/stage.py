@@ -151,10 +151,11 @@ class DistillConfig(Strict):
             )
         image = None if text else Augment() if self.augment is True else self.augment or None
         assert not isinstance(image, TokenAugment)
+        augmented = image is not None or masking > 0
         return Recipe(
             loss=self.loss,
             labels=labels,
-            augment=image is not None or masking > 0,
+            augment=augmented,
             settings=TrainSettings(
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -163,7 +164,7 @@ class DistillConfig(Strict):
                 momentum=self.optimizer.momentum,
                 weight_decay=self.optimizer.weight_decay,
                 schedule=self.schedule,
-                augment=image is not None or masking > 0,
+                augment=augmented,
                 **(image.settings(input_size) if image is not None else {}),
                 token_mask=masking,
                 token_ids=token_ids if masking else None,
